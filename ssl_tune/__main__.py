@@ -1,0 +1,3 @@
+from ssl_tune.cli import main
+
+raise SystemExit(main())

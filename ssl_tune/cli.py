@@ -1,0 +1,122 @@
+"""The `ssl-tune` command line. Each subcommand validates its input before it writes anything."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ssl_tune import __version__
+from ssl_tune.errors import TrainingStopped, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# flag -> config key for the options that `train` takes directly (all may also come from --config)
+TRAIN_FLAGS: dict[str, tuple[str, type]] = {
+    "--method": ("method", str),
+    "--backbone": ("backbone", str),
+    "--dataset": ("dataset", str),
+    "--data-dir": ("data_dir", str),
+    "--epochs": ("epochs", int),
+    "--batch-size": ("batch_size", int),
+    "--lr": ("lr", float),
+    "--optimizer": ("optimizer", str),
+    "--train-subset": ("train_subset", int),
+    "--test-subset": ("test_subset", int),
+    "--image-size": ("image_size", int),
+    "--precision": ("precision", str),
+    "--device": ("device", str),
+    "--seed": ("seed", int),
+    "--out": ("out", str),
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one SSL model, with a kNN accuracy per epoch",
+        description="Train one SSL model. Options may also come from --config FILE.yaml.",
+    )
+    for flag, (key, typ) in TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=key, type=typ, default=None, metavar=key.upper())
+    p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
+    p.add_argument("--config", type=Path, help="YAML file of config keys")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted for nested keys, e.g. method_params.temperature=0.2)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_train)
+
+
+def train_config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
+    from ssl_tune.config import build_config, parse_set, read_yaml
+
+    layers: list[dict[str, Any]] = [base or {}]
+    if args.config is not None:
+        layers.append(read_yaml(args.config))
+    flags = {key: getattr(args, key) for key, _ in TRAIN_FLAGS.values() if getattr(args, key) is not None}
+    if args.download:
+        flags["download"] = True
+    layers.append(flags)
+    layers.append(parse_set(args.overrides))
+    return build_config(*layers)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ssl_tune.train import saved_config, train
+
+    base = None
+    if args.resume:
+        if args.out is None:
+            raise UsageError("--resume needs --out DIR (the run to continue)")
+        base = saved_config(Path(args.out))
+    cfg = train_config_from_args(args, base)
+    if cfg.out is None:
+        raise UsageError("--out DIR is required (or 'out:' in the config)")
+    final = train(
+        cfg, Path(cfg.out), resume=args.resume, force=args.force, progress_bar=False if args.no_progress else None
+    )
+    print(f"done: knn_acc {100 * final['knn_acc']:.2f}% after {final['epoch']} epochs -> {cfg.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ssl-tune", description="Hyperparameter search for self-supervised image models.")
+    parser.add_argument("--version", action="version", version=f"ssl-tune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        print(f"ssl-tune {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingStopped as err:
+        print(f"ssl-tune {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ssl-tune {args.command}: interrupted", file=sys.stderr)
+        return 130

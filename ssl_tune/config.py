@@ -1,0 +1,205 @@
+"""The run configuration: one validated pydantic model, built from defaults, a YAML file, flags and --set.
+
+Precedence, lowest first: the model's defaults, the method's `train_defaults`, the YAML file, the
+CLI flags, then `--set key=value` overrides (dotted keys reach nested sections).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ssl_tune.backbones import BACKBONES
+from ssl_tune.data import DATASETS
+from ssl_tune.errors import UsageError
+from ssl_tune.methods import METHODS, get_method
+from ssl_tune.views import AugmentConfig
+
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 20
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run. Serialised whole into each run's config.yaml."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+    method: str = "simsiam"
+    backbone: str = "resnet_tiny"
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    download: bool = False
+    image_size: int | None = Field(None, gt=0, le=1024, description="resize target (imagefolder, synthetic)")
+    train_subset: int | None = Field(None, gt=0)
+    test_subset: int | None = Field(None, gt=0)
+
+    epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(256, gt=0, le=MAX_BATCH, description="global batch, split across workers")
+    optimizer: Literal["sgd", "lars"] = "sgd"
+    lr: float = Field(0.05, gt=0, le=1e3, description="base lr for batch 256; the run uses lr * batch/256")
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
+    lars_eta: float = Field(0.02, gt=0, le=1)
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
+
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(0, ge=0, lt=2**31)
+
+    knn_k: int = Field(200, gt=0, le=10_000)
+    knn_temperature: float = Field(0.1, gt=0, le=100)
+    collapse_std_threshold: float = Field(
+        0.0, ge=0, lt=1, description="stop as collapsed when the embedding std ratio falls below this (0 = off)"
+    )
+
+    augment: AugmentConfig = AugmentConfig()
+    method_params: dict[str, Any] = Field(default_factory=dict)
+    out: str | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        get_method(v)
+        return v
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        if v not in BACKBONES:
+            raise ValueError(f"unknown backbone '{v}' (choose from {', '.join(BACKBONES)})")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset '{v}' (choose from {', '.join(sorted(DATASETS))})")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        try:
+            params = get_method(self.method).Params.model_validate(self.method_params)
+        except ValidationError as err:
+            raise ValueError(describe_validation_error(err, prefix="method_params")) from None
+        self.method_params = params.model_dump(mode="json")
+        return self
+
+    def method_param_model(self) -> Any:
+        return get_method(self.method).Params.model_validate(self.method_params)
+
+    def scaled_lr(self, base: float | None = None) -> float:
+        """The learning rate used: base lr x batch_size / 256."""
+        return (self.lr if base is None else base) * self.batch_size / 256
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --- building a config ----------------------------------------------------------------------------
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, or a UsageError that says what is wrong with it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read config {path}: {getattr(err, 'strerror', None) or err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"config {path} is not valid YAML{where}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config {path} must be a YAML mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """`key=value` strings (dotted keys nest) to a nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UsageError(f"--set expects key=value, got '{item}'")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--set {key}: '{part}' is set both as a value and as a section")
+        node[parts[-1]] = value
+    return out
+
+
+def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line naming the first bad key and what is wrong with it."""
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    msg = first["msg"]
+    if not first["loc"] and not prefix:  # a check across keys: its message names them
+        text = msg.removeprefix("Value error, ")
+    elif first["type"] == "extra_forbidden":
+        text = f"unknown config key '{key}'"
+    elif first["type"] == "missing":
+        text = f"config key '{key}' is required"
+    else:
+        value = first.get("input")
+        shown = "" if isinstance(value, dict | list) or value is None or repr(value) in msg else f" (got {value!r})"
+        msg = msg.removeprefix("Value error, ")
+        text = f"config key '{key}': {msg}{shown}"
+    more = len(err.errors()) - 1
+    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
+    """Merge layers (lowest precedence first) over the method's defaults and validate."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if not isinstance(layer, Mapping):
+            raise UsageError(f"config must be a mapping, not {type(layer).__name__}")
+        merged = deep_merge(merged, layer)
+    method = merged.get("method", TrainConfig.model_fields["method"].default)
+    if not isinstance(method, str):
+        raise UsageError(f"config key 'method': must be a method name (got {method!r})")
+    if method not in METHODS:
+        raise UsageError(f"unknown method '{method}' (choose from {', '.join(sorted(METHODS))})")
+    merged = deep_merge(METHODS[method].train_defaults, merged)
+    _reject_bad_sections(merged)
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as err:
+        raise UsageError(describe_validation_error(err)) from None
+
+
+def _reject_bad_sections(merged: Mapping[str, Any]) -> None:
+    for section in ("augment", "method_params"):
+        if section in merged and not isinstance(merged[section], Mapping):
+            raise UsageError(f"config key '{section}' must be a mapping of keys to values")

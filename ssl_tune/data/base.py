@@ -1,0 +1,101 @@
+"""The in-memory dataset type and the registry of dataset loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ssl_tune.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A labelled train/test split as uint8 (N, 3, H, W) images and int64 labels."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    def to(self, device: torch.device | str) -> ImageData:
+        return replace(
+            self,
+            train_images=self.train_images.to(device),
+            train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device),
+            test_labels=self.test_labels.to(device),
+        )
+
+    def subset(self, train: int | None, test: int | None) -> ImageData:
+        """The first `train` / `test` images, in the dataset's fixed order."""
+        for what, n, have in (("train", train, len(self.train_labels)), ("test", test, len(self.test_labels))):
+            if n is not None and n > have:
+                raise UsageError(f"{what}_subset {n} is larger than the {what} split ({have} images)")
+        return replace(
+            self,
+            train_images=self.train_images[:train],
+            train_labels=self.train_labels[:train],
+            test_images=self.test_images[:test],
+            test_labels=self.test_labels[:test],
+        )
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What a loader is asked for: where the data lives and the image size (for resizing loaders)."""
+
+    data_dir: Path | None
+    download: bool
+    image_size: int | None
+    train_subset: int | None = None
+    test_subset: int | None = None
+
+
+Loader = Callable[[DataRequest], ImageData]
+DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    def add(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+
+    return add
+
+
+def load_data(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = False,
+    image_size: int | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> ImageData:
+    """Load a registered dataset, check it, and take the requested subsets. Raises UsageError."""
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset '{name}' (choose from {', '.join(sorted(DATASETS))})")
+    request = DataRequest(
+        Path(data_dir).expanduser() if data_dir else None, download, image_size, train_subset, test_subset
+    )
+    return DATASETS[name](request).subset(train_subset, test_subset)
+
+
+def require_dir(request: DataRequest, dataset: str) -> Path:
+    if request.data_dir is None:
+        raise UsageError(f"dataset '{dataset}' needs --data-dir")
+    return request.data_dir
+
+
+# the loaders register themselves on import
+from ssl_tune.data import cifar, imagefolder, synthetic  # noqa: E402, F401

@@ -1,0 +1,9 @@
+"""Errors that the CLI reports as one line with exit code 2."""
+
+
+class UsageError(Exception):
+    """Bad user input (config, flags, data dir). The CLI prints it as one line and exits 2."""
+
+
+class TrainingStopped(Exception):
+    """A run ended early on its own terms (diverged or collapsed). The CLI exits 1."""

@@ -1,0 +1,123 @@
+"""What a method declares, and the registry. Nothing here knows about Ray or the training loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from ssl_tune.ema import ema_update
+from ssl_tune.errors import UsageError
+from ssl_tune.views import AugmentConfig, ViewSpec, two_views
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands, for schedules inside a method (EMA momentum, temperature warm-up)."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of training done, in [0, 1]."""
+        return self.step / max(1, self.total_steps)
+
+    @property
+    def epoch_float(self) -> float:
+        return self.step / max(1, self.steps_per_epoch)
+
+
+@dataclass
+class StepOutput:
+    """A training step's loss and the embeddings watched for collapse (projector outputs)."""
+
+    loss: torch.Tensor
+    embedding: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ParamGroup:
+    """Parameters that share optimiser settings. `lr` is a base lr (before batch scaling); None = the run's.
+
+    A `fixed_lr` group keeps its lr constant (no warm-up or cosine decay), as SimSiam's predictor.
+    """
+
+    name: str
+    params: list[nn.Parameter]
+    lr: float | None = None
+    fixed_lr: bool = False
+    weight_decay: float | None = None
+
+
+class MethodParams(BaseModel):
+    """Base of each method's own hyperparameters (strict: unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Method(nn.Module):
+    """An SSL method: backbone, heads, views, parameter groups, EMA pairs and loss.
+
+    Subclasses set `name`, `Params` and `train_defaults` (defaults for the run's keys such as `lr`,
+    `optimizer` or `augment`), build their heads in `__init__`, and implement `forward`.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    sync_batchnorm: ClassVar[bool] = True  # convert BN to SyncBN under multi-GPU DDP
+
+    def __init__(self, backbone: nn.Module, params: MethodParams) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.params = params
+        self.feature_dim: int = backbone.feature_dim
+
+    def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
+        return two_views(augment, image_size)
+
+    def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
+        raise NotImplementedError
+
+    def parameter_groups(self) -> list[ParamGroup]:
+        return [ParamGroup("all", [p for p in self.parameters() if p.requires_grad])]
+
+    # EMA targets: pairs of (online, target) updated after each optimiser step
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return []
+
+    def ema_momentum(self, progress: Progress) -> float:
+        return 1.0
+
+    def before_optimizer_step(self, progress: Progress) -> None:
+        """Hook after backward, before the step (e.g. cancel gradients of frozen prototypes)."""
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: Progress) -> None:
+        """Hook after the step: updates the EMA pairs by default."""
+        pairs = self.ema_pairs()
+        if pairs:
+            tau = self.ema_momentum(progress)
+            for online, target in pairs:
+                ema_update(target, online, tau)
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise UsageError(f"unknown method '{name}' (choose from {', '.join(sorted(METHODS))})")
+    return METHODS[name]

@@ -1,0 +1,55 @@
+"""SimSiam (Chen & He, 2021): a predictor plus stop-gradient, no negatives and no EMA.
+
+Defaults follow solo-learn's scripts/pretrain/cifar/simsiam.yaml: SGD, lr 0.5 at batch 256 (scaled
+by batch/256), weight decay 1e-5, 2048-d projector (3 layers, BN on the output), a 512-d predictor
+bottleneck, and the predictor's lr kept fixed (paper, section 4.3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from ssl_tune.heads import mlp
+from ssl_tune.losses import negative_cosine
+from ssl_tune.methods.base import Method, MethodParams, ParamGroup, Progress, StepOutput, register_method
+
+
+class SimSiamParams(MethodParams):
+    proj_hidden_dim: int = Field(2048, gt=0)
+    proj_output_dim: int = Field(2048, gt=0)
+    pred_hidden_dim: int = Field(512, gt=0)
+    predictor_lr: float | None = Field(None, gt=0, description="base lr of the predictor; None = the run's lr")
+    stop_gradient: bool = Field(True, description="False only to show the collapse it prevents")
+
+
+@register_method
+class SimSiam(Method):
+    name = "simsiam"
+    Params = SimSiamParams
+    train_defaults = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 1e-5, "warmup_epochs": 0}
+
+    def __init__(self, backbone: torch.nn.Module, params: SimSiamParams) -> None:
+        super().__init__(backbone, params)
+        p = params
+        self.projector = mlp([self.feature_dim, p.proj_hidden_dim, p.proj_hidden_dim, p.proj_output_dim], last_bn=True)
+        self.predictor = mlp([p.proj_output_dim, p.pred_hidden_dim, p.proj_output_dim])
+
+    def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
+        # each view on its own pass, so BN statistics are per view as in the paper
+        z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        if self.params.stop_gradient:
+            loss = (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2
+        else:  # ablation: gradients flow into both branches
+            loss = -(F.cosine_similarity(p1, z2).mean() + F.cosine_similarity(p2, z1).mean()) / 2
+        return StepOutput(loss=loss, embedding=z1)
+
+    def parameter_groups(self) -> list[ParamGroup]:
+        predictor = list(self.predictor.parameters())
+        others = [p for n, p in self.named_parameters() if not n.startswith("predictor.") and p.requires_grad]
+        return [
+            ParamGroup("backbone+projector", others),
+            ParamGroup("predictor", predictor, lr=self.params.predictor_lr, fixed_lr=True),
+        ]

@@ -1,0 +1,126 @@
+"""`ssl-tune train`: one run in an output directory, with atomic per-epoch checkpoints and --resume.
+
+OUT/
+  config.yaml          the resolved config (retrain with `ssl-tune train --config OUT/config.yaml`)
+  metrics.jsonl        one JSON line per epoch (epoch 0 = the random network)
+  checkpoints/last.pt  the last complete epoch (written atomically)
+  backbone.pt          the final backbone weights
+  tensorboard/         per-epoch scalars
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ssl_tune.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ssl_tune.config import TrainConfig
+from ssl_tune.data import ImageData, load_data
+from ssl_tune.errors import TrainingStopped, UsageError
+from ssl_tune.runlog import TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
+from ssl_tune.trainer import TrainingRun
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def load_run_data(cfg: TrainConfig) -> ImageData:
+    return load_data(
+        cfg.dataset,
+        cfg.data_dir,
+        download=cfg.download,
+        image_size=cfg.image_size,
+        train_subset=cfg.train_subset,
+        test_subset=cfg.test_subset,
+    )
+
+
+def check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a non-empty directory unless --force; --resume needs a checkpoint there."""
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise UsageError(f"--resume: no checkpoint at {out / CHECKPOINT}")
+        return
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"--out {out} is not empty: pass --resume to continue it or --force to overwrite it")
+
+
+def saved_config(out: Path) -> dict[str, Any]:
+    check_out_dir(out, resume=True, force=False)
+    path = out / "config.yaml"
+    if not path.is_file():
+        raise UsageError(f"--resume: {path} is missing")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def train(
+    cfg: TrainConfig, out: Path, *, resume: bool = False, force: bool = False, progress_bar: bool | None = None
+) -> dict[str, Any]:
+    """Run (or continue) training into `out`. All input is checked before anything is written."""
+    check_out_dir(out, resume=resume, force=force)
+    data = load_run_data(cfg)
+    run = TrainingRun(cfg, data)
+    state = load_checkpoint(out / CHECKPOINT) if resume else None
+
+    if force and out.is_dir() and not resume:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "config.yaml", lambda f: f.write(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False).encode()))
+    metrics_path = out / "metrics.jsonl"
+
+    if state is not None:
+        run.load_state_dict(state)
+        rewrite_jsonl(metrics_path, run.history)  # drops any line past the checkpoint
+        print(f"resuming {out} after epoch {run.epoch}", flush=True)
+    tb = TensorBoardLog(out / "tensorboard", first_epoch=run.epoch + 1 if state is not None else 0)
+    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    try:
+        if state is None:
+            rewrite_jsonl(metrics_path, [])
+            _record(run.initial_metrics(), run, out, tb)
+        while not run.done:
+            with _progress_bar(run, show_bar) as on_step:
+                metrics = run.train_epoch(on_step=on_step)
+            _record(metrics, run, out, tb)
+    finally:
+        tb.close()
+    if run.stopped:
+        raise TrainingStopped(f"training stopped at epoch {run.epoch}: {run.history[-1]['status']}")
+    atomic_write(out / "backbone.pt", lambda f: torch.save(run.method.backbone.state_dict(), f))
+    return run.history[-1]
+
+
+def _record(metrics: dict[str, Any], run: TrainingRun, out: Path, tb: TensorBoardLog) -> None:
+    save_checkpoint(run.state_dict(), out / CHECKPOINT)  # checkpoint first: it carries the history
+    append_jsonl(out / "metrics.jsonl", metrics)
+    tb.log(metrics)
+    print(format_epoch(metrics, run.cfg.epochs), flush=True)
+
+
+@contextmanager
+def _progress_bar(run: TrainingRun, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A per-epoch bar with images/s and the last kNN, on interactive terminals only."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    knn = run.history[-1].get("knn_acc")
+    with tqdm(
+        total=run.steps_per_epoch * run.cfg.batch_size,
+        desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}",
+        unit="img",
+        unit_scale=True,
+        leave=False,
+        dynamic_ncols=True,
+        postfix=f"last knn {100 * knn:.1f}%" if knn is not None else None,
+    ) as bar:
+        yield lambda _step: bar.update(run.cfg.batch_size)

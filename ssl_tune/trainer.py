@@ -1,0 +1,277 @@
+"""The training core: one `TrainingRun` per process, driven epoch by epoch.
+
+It knows nothing of Ray or of any method's internals: the CLI (`ssl_tune.train`) and the Ray Train
+worker loop (`ssl_tune.tune.worker`) both create a run, restore its state if any, and call
+`train_epoch()` until done. Data lives on the device as uint8; views are made there per batch; the
+loss and collapse signal are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+from ssl_tune.backbones import build_backbone
+from ssl_tune.collapse import embedding_std
+from ssl_tune.config import TrainConfig
+from ssl_tune.data import ImageData
+from ssl_tune.errors import UsageError
+from ssl_tune.knn import extract_features, knn_accuracy
+from ssl_tune.methods import Method, Progress, get_method
+from ssl_tune.optim import build_optimizer, lr_factor, set_lr
+from ssl_tune.views import ViewGenerator
+
+CHECKPOINT_FORMAT = 1
+STATUS_OK, STATUS_DIVERGED, STATUS_COLLAPSED = "ok", "diverged", "collapsed"
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torch.distributed group (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def current(cls) -> Distributed:
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            return cls(torch_dist.get_rank(), torch_dist.get_world_size())
+        return cls()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' was asked for but no CUDA GPU is visible")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A distinct, reproducible seed per (run seed, epoch, rank): resumes replay the same randomness."""
+    return (seed * 1_000_003 + epoch * 10_007 + rank * 101) % (2**63 - 1)
+
+
+class TrainingRun:
+    """A method, its optimiser and its data on one device; `train_epoch` runs the next epoch."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: ImageData,
+        device: torch.device | None = None,
+        *,
+        dist: Distributed | None = None,
+        wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dist = dist or Distributed.current()
+        self.device = device or resolve_device(cfg.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise UsageError(f"batch_size {cfg.batch_size} is not divisible by {self.dist.world_size} workers")
+        if cfg.batch_size > len(data.train_labels):
+            raise UsageError(
+                f"batch_size {cfg.batch_size} is larger than the training set ({len(data.train_labels)} images)"
+            )
+        self.local_batch = cfg.batch_size // self.dist.world_size
+        self.steps_per_epoch = len(data.train_labels) // cfg.batch_size
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.data = data.to(self.device)
+
+        cuda = self.device.type == "cuda"
+        self.autocast_dtype = (
+            torch.bfloat16 if (cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)) else None
+        )
+        channels_last = cfg.channels_last  # faster on CPU (oneDNN) as on GPU
+
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every resume
+        method_cls = get_method(cfg.method)
+        backbone = build_backbone(cfg.backbone, data.image_size)
+        self.method: Method = method_cls(backbone, cfg.method_param_model()).to(self.device)
+        if channels_last:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        self.model: nn.Module = wrap_model(self.method) if wrap_model else self.method
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.optimizer = build_optimizer(
+            self.method.parameter_groups(),
+            name=cfg.optimizer,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            lars_eta=cfg.lars_eta,
+        )
+        self.views = ViewGenerator(
+            self.method.view_specs(cfg.augment, data.image_size), data.mean, data.std, channels_last=channels_last
+        )
+        self.warmup_steps = round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, Any]] = []
+
+    # --- state -------------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.epochs or self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.history) and self.history[-1].get("status", STATUS_OK) != STATUS_OK
+
+    @property
+    def best_knn(self) -> float:
+        return max((m["knn_acc"] for m in self.history), default=float("nan"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "config": self.cfg.to_yaml_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise UsageError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    # --- evaluation --------------------------------------------------------------------------------
+
+    def knn_accuracy(self) -> float:
+        """Weighted kNN top-1 of the frozen backbone. Computed on rank 0 and broadcast to all ranks."""
+        acc = torch.zeros(1, dtype=torch.float64)
+        if self.dist.is_main:
+            bank_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+            kwargs = {"dtype": bank_dtype, "autocast_dtype": self.autocast_dtype}
+            train = extract_features(self.method.backbone, self.data.train_images, self.views.plain, **kwargs)
+            test = extract_features(self.method.backbone, self.data.test_images, self.views.plain, **kwargs)
+            acc[0] = knn_accuracy(
+                train,
+                self.data.train_labels,
+                test,
+                self.data.test_labels,
+                self.data.num_classes,
+                self.cfg.knn_k,
+                self.cfg.knn_temperature,
+            )
+        if self.dist.world_size > 1:
+            buf = acc.to(self.device) if torch_dist.get_backend() == "nccl" else acc
+            torch_dist.broadcast(buf, src=0)
+            acc = buf.cpu()
+        return float(acc[0])
+
+    def initial_metrics(self) -> dict[str, Any]:
+        """Epoch 0: the kNN accuracy of the randomly initialised network."""
+        start = time.perf_counter()
+        knn = self.knn_accuracy()
+        metrics = {
+            "epoch": 0,
+            "loss": None,
+            "knn_acc": knn,
+            "best_knn_acc": knn,
+            "lr": 0.0,
+            "epoch_time_s": time.perf_counter() - start,
+            "knn_time_s": time.perf_counter() - start,
+            "images_per_s": 0.0,
+            "embedding_std": None,
+            "embedding_std_ratio": None,
+            "status": STATUS_OK,
+        }
+        self.history = [metrics]
+        return metrics
+
+    # --- training ----------------------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """This rank's sample indices for the epoch, (steps, local_batch); the same shuffle on all ranks."""
+        g = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, epoch))
+        perm = torch.randperm(len(self.data.train_labels), generator=g)[: self.steps_per_epoch * self.cfg.batch_size]
+        perm = perm.view(self.steps_per_epoch, self.dist.world_size, self.local_batch)[:, self.dist.rank]
+        return perm.to(self.device)
+
+    def train_epoch(self, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Train the next epoch, then measure kNN. Returns (and records) the epoch's metrics.
+
+        `on_step(i)` is called after each step (e.g. a progress bar); it must not read device values.
+        """
+        if not self.history:
+            raise RuntimeError("call initial_metrics() or load_state_dict() before train_epoch()")
+        epoch = self.epoch + 1
+        self.model.train()
+        order = self._epoch_order(epoch)
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(self.cfg.seed, epoch, self.dist.rank))
+        autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, embedding std
+        extras: dict[str, torch.Tensor] = {}
+        start = time.perf_counter()
+        for i in range(self.steps_per_epoch):
+            step = (epoch - 1) * self.steps_per_epoch + i
+            progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
+            set_lr(self.optimizer, lr_factor(step, self.warmup_steps, self.total_steps))
+            views = self.views(self.data.train_images[order[i]], gen)
+            with autocast:
+                out = self.model(views, progress)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.method.before_optimizer_step(progress)
+            self.optimizer.step()
+            self.method.after_optimizer_step(progress)
+            sums += torch.stack([out.loss.detach().double(), embedding_std(out.embedding).double()])
+            for k, v in out.extras.items():
+                extras[k] = extras.get(k, 0) + v.detach().double()
+            if on_step:
+                on_step(i)
+        if self.dist.world_size > 1:
+            packed = torch.cat([sums, torch.stack(list(extras.values()))]) if extras else sums
+            torch_dist.all_reduce(packed)
+            packed /= self.dist.world_size
+            sums = packed[:2]
+            extras = dict(zip(extras, packed[2:], strict=True))
+        train_time = time.perf_counter() - start
+        loss, std = (sums / self.steps_per_epoch).tolist()
+        self.epoch = epoch
+
+        status = STATUS_OK
+        if not math.isfinite(loss):
+            status = STATUS_DIVERGED
+        proj_dim = out.embedding.shape[1]
+        std_ratio = std * math.sqrt(proj_dim)
+        if status == STATUS_OK and std_ratio < self.cfg.collapse_std_threshold:
+            status = STATUS_COLLAPSED
+        knn_start = time.perf_counter()
+        knn = self.knn_accuracy() if status != STATUS_DIVERGED else float("nan")
+        knn_time = time.perf_counter() - knn_start
+        metrics = {
+            "epoch": epoch,
+            "loss": loss if math.isfinite(loss) else None,
+            "knn_acc": knn,
+            "best_knn_acc": max(self.best_knn, knn) if math.isfinite(knn) else self.best_knn,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_time_s": train_time + knn_time,
+            "knn_time_s": knn_time,
+            "images_per_s": self.steps_per_epoch * self.cfg.batch_size / train_time,
+            "embedding_std": std if math.isfinite(std) else None,
+            "embedding_std_ratio": std_ratio if math.isfinite(std_ratio) else None,
+            "status": status,
+            **{k: float(v) / self.steps_per_epoch for k, v in extras.items()},
+        }
+        self.history.append(metrics)
+        return metrics
