@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_tune import __version__
-from ssl_tune.errors import TrainingStopped, UsageError
+from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,11 +95,102 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="search hyperparameters with Ray Tune + Optuna, ASHA on kNN accuracy",
+        description="Search a method's hyperparameters on a Ray cluster (local by default).",
+    )
+    p.add_argument("--space", help="search-space YAML (search_spaces/*.yaml)")
+    p.add_argument("--num-samples", type=int, help="number of trials")
+    p.add_argument("--max-concurrent", type=int, help="trials at a time (default: what the cluster fits)")
+    p.add_argument("--workers-per-trial", type=int, help="Ray Train workers (DDP ranks) per trial")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials on one GPU")
+    p.add_argument("--cpus-per-worker", type=float, help="CPUs per Ray Train worker")
+    p.add_argument("--max-failures", type=int, help="restarts of a trial after worker or driver failures")
+    p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
+    p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/r of the trials at each rung")
+    p.add_argument("--max-epochs", type=int, help="ASHA: the epoch budget of a trial")
+    p.add_argument("--storage", default="sweeps", help="local dir or s3://, gs:// URI (default: ./sweeps)")
+    p.add_argument("--name", help="sweep name (default: the space file's name)")
+    p.add_argument("--data-dir", help="dataset directory for every trial")
+    p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed setting of the space, e.g. epochs=20",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--name, --storage)")
+    p.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from ssl_tune.tune.sweep import SweepRequest, run_sweep
+
+    request = SweepRequest(
+        space_path=args.space,
+        storage=args.storage,
+        name=args.name,
+        data_dir=args.data_dir,
+        address=args.address,
+        resume=args.resume,
+        overrides=tuple(args.overrides),
+        verbose=args.verbose,
+        sweep_settings={
+            "num_samples": args.num_samples,
+            "max_concurrent": args.max_concurrent,
+            "workers_per_trial": args.workers_per_trial,
+            "gpus_per_trial": args.gpus_per_trial,
+            "cpus_per_worker": args.cpus_per_worker,
+            "max_failures": args.max_failures,
+        },
+        asha_settings={
+            "grace_period": args.grace_period,
+            "reduction_factor": args.reduction_factor,
+            "max_epochs": args.max_epochs,
+        },
+    )
+    summary = run_sweep(request)
+    best = summary["best_knn_acc"]
+    print(f"\nbest trial: knn_acc {100 * best:.2f}% with {summary['best_params']}")
+    print(f"  ({summary['trials']} trials, {summary['errors']} errors) in {summary['sweep_dir']}")
+    print("next:")
+    print(f"  tensorboard --logdir {summary['sweep_dir']}")
+    print(f"  ssl-tune export --sweep {summary['sweep_dir']} --out best/")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a sweep's best config, a table of its trials and the best checkpoint")
+    p.add_argument("--sweep", required=True, help="the sweep directory (<storage>/<name>)")
+    p.add_argument("--out", required=True, type=Path, help="where to write best.yaml and trials.parquet")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ssl_tune.tune.export import export
+
+    done = export(args.sweep, args.out, force=args.force)
+    best = done["best"]
+    print(f"best trial {best.trial_id}: knn_acc {100 * best.best_knn:.2f}% ({best.epochs_run} epochs) {best.params}")
+    print(f"wrote {done['out'] / 'best.yaml'}, {done['out'] / 'trials.parquet'} ({done['trials']} trials)")
+    print(f"best checkpoint: {done['checkpoint'] or '(not retained)'}")
+    print(f"retrain: ssl-tune train --config {done['out'] / 'best.yaml'} --out runs/best")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ssl-tune", description="Hyperparameter search for self-supervised image models.")
     parser.add_argument("--version", action="version", version=f"ssl-tune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
+    _add_sweep(sub)
+    _add_export(sub)
     return parser
 
 
@@ -117,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingStopped as err:
         print(f"ssl-tune {args.command}: {err}", file=sys.stderr)
         return 1
+    except Interrupted as err:
+        print(f"ssl-tune {args.command}: interrupted: {err}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"ssl-tune {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -7,3 +7,7 @@ class UsageError(Exception):
 
 class TrainingStopped(Exception):
     """A run ended early on its own terms (diverged or collapsed). The CLI exits 1."""
+
+
+class Interrupted(Exception):
+    """The user stopped a run or sweep; its state is saved. The CLI exits 130 with how to resume."""

@@ -23,7 +23,7 @@ import yaml
 from ssl_tune.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ssl_tune.config import TrainConfig
 from ssl_tune.data import ImageData, load_data
-from ssl_tune.errors import TrainingStopped, UsageError
+from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
 from ssl_tune.runlog import TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
 from ssl_tune.trainer import TrainingRun
 
@@ -90,6 +90,8 @@ def train(
             with _progress_bar(run, show_bar) as on_step:
                 metrics = run.train_epoch(on_step=on_step)
             _record(metrics, run, out, tb)
+    except KeyboardInterrupt:
+        raise Interrupted(f"epoch {run.epoch} is saved; resume with: ssl-tune train --out {out} --resume") from None
     finally:
         tb.close()
     if run.stopped:

@@ -270,8 +270,15 @@ class TrainingRun:
             "images_per_s": self.steps_per_epoch * self.cfg.batch_size / train_time,
             "embedding_std": std if math.isfinite(std) else None,
             "embedding_std_ratio": std_ratio if math.isfinite(std_ratio) else None,
+            "weight_norm": self._weight_norm(),
             "status": status,
             **{k: float(v) / self.steps_per_epoch for k, v in extras.items()},
         }
         self.history.append(metrics)
         return metrics
+
+    @torch.no_grad()
+    def _weight_norm(self) -> float:
+        """L2 norm of all backbone weights: growth flags instability; equal on all ranks under DDP."""
+        norms = torch._foreach_norm([p.detach().float() for p in self.method.backbone.parameters()])
+        return float(torch.linalg.vector_norm(torch.stack(norms)))

@@ -1,0 +1,53 @@
+"""Local paths and cloud URIs (s3://, gs://, abfs://) behind one small API, through pyarrow.fs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from ssl_tune.checkpoint import atomic_write
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+def absolute(location: str) -> str:
+    """A URI unchanged, a local path made absolute (Ray wants absolute storage paths)."""
+    if is_uri(location):
+        return location.rstrip("/")
+    return str(Path(location.removeprefix("file://")).expanduser().resolve())
+
+
+def join(location: str, *parts: str) -> str:
+    return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    if is_uri(location):
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), absolute(location)
+
+
+def exists(location: str) -> bool:
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_text(location: str) -> str:
+    fs, path = filesystem(location)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text(location: str, text: str) -> None:
+    """Atomic on local disks (temp file + rename); a single PUT on object stores."""
+    if not is_uri(location):
+        atomic_write(location, lambda f: f.write(text.encode()))
+        return
+    fs, path = filesystem(location)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())

@@ -1,0 +1,120 @@
+"""What the sweep driver records per trial: TensorBoard scalars, an HParams session, and how it ended.
+
+No experiment summary is written, so TensorBoard's HParams plugin builds it from every trial's
+session: conditional parameters of different methods all show up, and its metric columns are the
+scalars (the last value of `knn_acc` is the final kNN, of `best_knn_acc` the best).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.logger import LoggerCallback
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from torch.utils.tensorboard import SummaryWriter
+
+from ssl_tune.checkpoint import atomic_write
+from ssl_tune.runlog import SCALARS
+from ssl_tune.tune.results import END_FILE, TRIAL_PREFIX
+
+# how a trial ended -> the HParams plugin's status column
+END_STATUS = {
+    "completed": api_pb2.STATUS_SUCCESS,
+    "stopped": api_pb2.STATUS_SUCCESS,  # early-stopped by ASHA: a normal end
+    "diverged": api_pb2.STATUS_FAILURE,
+    "collapsed": api_pb2.STATUS_FAILURE,
+    "error": api_pb2.STATUS_FAILURE,
+}
+
+
+def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    data.version = metadata.PLUGIN_DATA_VERSION
+    meta = SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=data.SerializeToString())
+    )
+    return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
+
+
+def session_start(hparams: dict[str, Any], group: str) -> Summary:
+    info = plugin_data_pb2.SessionStartInfo(group_name=group)
+    for key, value in hparams.items():
+        if isinstance(value, bool):
+            info.hparams[key].bool_value = value
+        elif isinstance(value, int | float):
+            info.hparams[key].number_value = float(value)
+        elif value is not None:
+            info.hparams[key].string_value = str(value)
+    return _hparams_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
+
+
+def session_end(status: str) -> Summary:
+    info = plugin_data_pb2.SessionEndInfo(status=END_STATUS.get(status, api_pb2.STATUS_UNKNOWN))
+    return _hparams_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
+
+
+def scalar_items(result: dict[str, Any]) -> dict[str, float]:
+    """The result's finite numeric metrics worth plotting."""
+    out = {}
+    for key, value in result.items():
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and math.isfinite(value) and (key in SCALARS or key.endswith("_entropy")):
+            out[key] = float(value)
+    return out
+
+
+class TrialRecorder(LoggerCallback):
+    """Per trial directory: TensorBoard scalars (step = epoch) + HParams session, and `trial_end.json`."""
+
+    def __init__(self, max_epochs: int) -> None:
+        self.max_epochs = max_epochs
+        self._writers: dict[Trial, SummaryWriter] = {}
+        self._last: dict[Trial, dict[str, Any]] = {}
+
+    def log_trial_start(self, trial: Trial) -> None:
+        if trial in self._writers:
+            self._writers[trial].close()
+        trial.init_local_path()
+        last_epoch = (trial.last_result or {}).get("epoch")
+        # a resumed trial replays epochs after its checkpoint: drop what was logged past it
+        purge = int(last_epoch) + 1 if isinstance(last_epoch, int) else None
+        writer = SummaryWriter(trial.local_path, purge_step=purge)
+        writer.file_writer.add_summary(session_start(dict(trial.config), group=trial.trial_id))
+        self._writers[trial] = writer
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
+        if trial not in self._writers:
+            self.log_trial_start(trial)
+        writer = self._writers[trial]
+        for key, value in scalar_items(result).items():
+            writer.add_scalar(key, value, int(result["epoch"]))
+        writer.flush()
+        self._last[trial] = result
+
+    def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+        writer = self._writers.pop(trial, None)
+        if writer is None:  # ended before its first result
+            writer = SummaryWriter(trial.local_path)
+        status = trial_status(self._last.pop(trial, {}), failed, self.max_epochs)
+        writer.file_writer.add_summary(session_end(status))
+        writer.close()
+        atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps({"status": status}).encode()))
+
+
+def trial_status(last_result: dict[str, Any], errored: bool, max_epochs: int) -> str:
+    """completed | stopped (early, by ASHA) | diverged | collapsed | error."""
+    if errored:
+        return "error"
+    status = last_result.get("status", "ok")
+    if status not in ("ok", None):
+        return str(status)
+    return "completed" if int(last_result.get("epoch", 0)) >= max_epochs else "stopped"
+
+
+def trial_dirname(trial: Trial) -> str:
+    """trial-<id>: the same name as the trial's Ray Train run under train/, and as its TensorBoard run."""
+    return f"{TRIAL_PREFIX}{trial.trial_id}"

@@ -1,0 +1,249 @@
+"""Search-space files (search_spaces/*.yaml): validation, and the Optuna define-by-run function.
+
+A file has four sections:
+
+    fixed:        TrainConfig keys held constant (nested or dotted), e.g. method, backbone, epochs
+    params:       dotted TrainConfig key -> distribution, searched in every trial
+    conditional:  method name -> {key -> distribution}, searched only when that method is drawn
+    if_data_dir:  keys applied when the sweep is given --data-dir (e.g. switch synthetic -> cifar10)
+    asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs)
+    sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures
+
+A distribution is `{type: loguniform|uniform|int|categorical, low, high, step, log, choices}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ssl_tune.config import TrainConfig, build_config, deep_merge, describe_validation_error, read_yaml
+from ssl_tune.errors import UsageError
+from ssl_tune.methods import METHODS
+
+Scalar = int | float | str | bool
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class LogUniform(_Dist):
+    type: Literal["loguniform"]
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogUniform:
+        _check_order(self.low, self.high)
+        return self
+
+
+class Uniform(_Dist):
+    type: Literal["uniform"]
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        _check_order(self.low, self.high)
+        return self
+
+
+class IntRange(_Dist):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        _check_order(self.low, self.high)
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0 (got low={self.low})")
+        if self.log and self.step != 1:
+            raise ValueError("a log-scaled int range takes no step")
+        return self
+
+
+class Categorical(_Dist):
+    type: Literal["categorical"]
+    choices: list[Scalar] = Field(min_length=1)
+
+
+Distribution = Annotated[LogUniform | Uniform | IntRange | Categorical, Field(discriminator="type")]
+
+
+def _check_order(low: float, high: float) -> None:
+    if low > high:
+        raise ValueError(f"low ({low}) > high ({high})")
+    if low == high:
+        raise ValueError(f"low equals high ({low}): use `fixed` for a constant")
+
+
+class AshaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1, le=100)
+    max_epochs: int | None = Field(None, ge=1)
+
+
+class SweepSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    num_samples: int = Field(8, ge=1, le=100_000)
+    max_concurrent: int | None = Field(None, ge=1)
+    workers_per_trial: int = Field(1, ge=1, le=1024)
+    gpus_per_trial: float = Field(0.0, ge=0, le=1024)
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
+    max_failures: int = Field(2, ge=0, le=100)
+    seed: int = Field(0, ge=0)
+
+
+class SearchSpace(BaseModel):
+    """A validated search-space file."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    description: str = ""
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Distribution] = Field(default_factory=dict)
+    conditional: dict[str, dict[str, Distribution]] = Field(default_factory=dict)
+    if_data_dir: dict[str, Any] = Field(default_factory=dict)
+    asha: AshaSettings = AshaSettings()
+    sweep: SweepSettings = SweepSettings()
+
+    # --- what the file can produce -----------------------------------------------------------------
+
+    def method_choices(self) -> list[str]:
+        dist = self.params.get("method")
+        if isinstance(dist, Categorical):
+            return [str(c) for c in dist.choices]
+        return [str(self.fixed.get("method", TrainConfig.model_fields["method"].default))]
+
+    def base_layer(self, data_dir: str | None = None) -> dict[str, Any]:
+        """The fixed settings (with `if_data_dir` and the data dir applied when one is given)."""
+        layer = nest(self.fixed)
+        if data_dir is not None:
+            layer = deep_merge(layer, nest(self.if_data_dir))
+            layer["data_dir"] = data_dir
+        return layer
+
+    def max_epochs(self, base: TrainConfig) -> int:
+        return self.asha.max_epochs or base.epochs
+
+    def train_config(self, params: dict[str, Any], data_dir: str | None = None) -> TrainConfig:
+        """The full run config for one trial's sampled `params` (flat `key` or `method:key` names)."""
+        layer = nest({_strip_method(k): v for k, v in params.items()})
+        return build_config(self.base_layer(data_dir), layer)
+
+    def hparam_names(self) -> list[str]:
+        names = list(self.params)
+        for method, dists in self.conditional.items():
+            names += [conditional_name(method, k) for k in dists]
+        return names
+
+
+def conditional_name(method: str, key: str) -> str:
+    """The trial-config name of a conditional parameter (unique per method, so Optuna's ranges stay apart)."""
+    return f"{method}:{key}"
+
+
+def _strip_method(name: str) -> str:
+    return name.split(":", 1)[1] if ":" in name else name
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b': 1, 'a': {'c': 2}} -> {'a': {'b': 1, 'c': 2}}: dotted keys become nested sections."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = str(key).split(".")
+        layer: dict[str, Any] = {leaf: value}
+        for parent in reversed(parents):
+            layer = {parent: layer}
+        out = deep_merge(out, layer)
+    return out
+
+
+# --- loading and checking --------------------------------------------------------------------------
+
+
+def load_space(path: str | Path, data_dir: str | None = None) -> SearchSpace:
+    """Read and fully check a search-space file. Raises UsageError with a one-line message."""
+    path = Path(path)
+    raw = read_yaml(path)
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as err:
+        raise UsageError(f"search space {path}: {describe_validation_error(err)}") from None
+    try:
+        check_space(space, data_dir)
+    except UsageError as err:
+        raise UsageError(f"search space {path}: {err}") from None
+    return space
+
+
+def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
+    """Every method the space can draw, with each parameter at its extremes, must be a valid config."""
+    methods = space.method_choices()
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method '{unknown[0]}' (choose from {', '.join(sorted(METHODS))})")
+    for method in space.conditional:
+        if method not in methods:
+            raise UsageError(f"conditional section '{method}' is not among the methods this space draws")
+    if "method" in space.conditional.get(methods[0], {}):
+        raise UsageError("'method' cannot be conditional")
+    for method in methods:
+        dists = {k: d for k, d in space.params.items() if k != "method"}
+        dists.update(space.conditional.get(method, {}))
+        for corner in (0, 1):
+            params = {"method": method, **{k: _corner(d, corner) for k, d in dists.items()}}
+            try:
+                space.train_config(params, data_dir)
+            except UsageError as err:
+                raise UsageError(f"with method={method}: {err}") from None
+
+
+def _corner(dist: Distribution, which: int) -> Scalar:
+    if isinstance(dist, Categorical):
+        return dist.choices[-1 if which else 0]
+    return dist.high if which else dist.low
+
+
+# --- Optuna --------------------------------------------------------------------------------------
+
+
+def suggest(trial: Any, name: str, dist: Distribution) -> Scalar:
+    if isinstance(dist, LogUniform):
+        return trial.suggest_float(name, dist.low, dist.high, log=True)
+    if isinstance(dist, Uniform):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step)
+    if isinstance(dist, IntRange):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+class DefineByRun:
+    """Optuna define-by-run: the method first (if searched), then shared and that method's parameters.
+
+    A class, not a closure, so that Ray Tune can pickle the searcher's state for --resume.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        space = self.space
+        method = suggest(trial, "method", space.params["method"]) if "method" in space.params else None
+        for name, dist in space.params.items():
+            if name != "method":
+                suggest(trial, name, dist)
+        method = str(method or space.method_choices()[0])
+        for key, dist in space.conditional.get(method, {}).items():
+            suggest(trial, conditional_name(method, key), dist)

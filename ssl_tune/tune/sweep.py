@@ -1,0 +1,279 @@
+"""`ssl-tune sweep`: Optuna proposes, ASHA stops early on kNN accuracy, Ray Train runs each trial.
+
+Everything the user gave is checked before Ray starts. The sweep directory <storage>/<name>/ holds
+Tune's experiment state and trial directories (params.json, result.json, TensorBoard events),
+`sweep.yaml` (the space and settings, for --resume and export), the Optuna journal, and
+`train/trial-<id>/` with each trial's Ray Train checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ssl_tune.config import deep_merge, describe_validation_error, parse_set
+from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_text
+from ssl_tune.tune.results import SWEEP_FILE
+from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
+
+METRIC, MODE = "knn_acc", "max"
+DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
+OPTUNA_FILE = "optuna.journal"
+
+
+@dataclass
+class SweepRequest:
+    """The sweep as the user asked for it (CLI flags)."""
+
+    space_path: str | None
+    storage: str
+    name: str | None
+    data_dir: str | None = None
+    address: str | None = None
+    resume: bool = False
+    overrides: tuple[str, ...] = ()  # --set key=value on the fixed settings
+    sweep_settings: dict[str, Any] | None = None  # num_samples, max_concurrent, workers_per_trial, ...
+    asha_settings: dict[str, Any] | None = None  # grace_period, reduction_factor, max_epochs
+    verbose: bool = False
+
+
+@dataclass
+class PreparedSweep:
+    space: SearchSpace
+    sweep_dir: str
+    name: str
+    data_dir: str | None
+
+
+def prepare(request: SweepRequest) -> PreparedSweep:
+    """Resolve and check everything before Ray starts; raises UsageError."""
+    storage = absolute(request.storage)
+    if request.resume:
+        if not request.name:
+            raise UsageError("--resume needs --name (the sweep to continue)")
+        sweep_dir = join(storage, request.name)
+        if not exists(join(sweep_dir, SWEEP_FILE)):
+            raise UsageError(f"--resume: no sweep at {sweep_dir}")
+        saved = yaml.safe_load(read_text(join(sweep_dir, SWEEP_FILE)))
+        space = SearchSpace.model_validate(saved["space"])
+        return PreparedSweep(space, sweep_dir, request.name, saved.get("data_dir"))
+
+    if not request.space_path:
+        raise UsageError("--space FILE is required")
+    data_dir = str(Path(request.data_dir).expanduser().resolve()) if request.data_dir else None
+    space = load_space(request.space_path, data_dir)
+    space = _with_overrides(space, request)
+    name = request.name or Path(request.space_path).stem
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"--name '{name}' must be a plain folder name")
+    sweep_dir = join(storage, name)
+    if exists(sweep_dir):
+        raise UsageError(f"sweep {sweep_dir} already exists: pass --resume to continue it, or choose another --name")
+    _check_data(space, data_dir)
+    if space.sweep.gpus_per_trial > 0 and request.address is None and "RAY_ADDRESS" not in os.environ:
+        import torch
+
+        if torch.cuda.device_count() == 0:
+            raise UsageError("--gpus-per-trial > 0 but this machine has no GPU (use 0 to run trials on CPU)")
+    return PreparedSweep(space, sweep_dir, name, data_dir)
+
+
+def _with_overrides(space: SearchSpace, request: SweepRequest) -> SearchSpace:
+    """Apply CLI flags to the space's sweep/asha sections and --set to its fixed settings; re-check."""
+    data = space.model_dump()
+    data["sweep"].update({k: v for k, v in (request.sweep_settings or {}).items() if v is not None})
+    data["asha"].update({k: v for k, v in (request.asha_settings or {}).items() if v is not None})
+    if request.overrides:
+        data["fixed"] = deep_merge(nest(data["fixed"]), parse_set(request.overrides))
+    try:
+        updated = SearchSpace.model_validate(data)
+    except ValidationError as err:
+        raise UsageError(describe_validation_error(err)) from None
+    check_space(updated, request.data_dir)
+    return updated
+
+
+def _check_data(space: SearchSpace, data_dir: str | None) -> None:
+    """Load the dataset once (presence, md5) and check every batch size the space can draw."""
+    from ssl_tune.train import load_run_data
+
+    base = space.train_config({"method": space.method_choices()[0]}, data_dir)
+    data = load_run_data(base)
+    n_train = len(data.train_labels)
+    workers = space.sweep.workers_per_trial
+    sizes = {base.batch_size}
+    dist = space.params.get("batch_size")
+    if dist is not None:
+        sizes |= set(getattr(dist, "choices", None) or [dist.low, dist.high])
+    for size in sorted(sizes):
+        if int(size) > n_train:
+            raise UsageError(f"batch_size {size} is larger than the training set ({n_train} images)")
+        if int(size) % workers:
+            raise UsageError(f"batch_size {size} is not divisible by --workers-per-trial {workers}")
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def run_sweep(request: SweepRequest) -> dict[str, Any]:
+    """Run (or resume) a sweep to completion; returns a summary of the best trial."""
+    prepared = prepare(request)
+    space, sweep_dir = prepared.space, prepared.sweep_dir
+    if not request.resume:
+        record = {"space": space.model_dump(mode="json"), "data_dir": prepared.data_dir, "name": prepared.name}
+        write_text(join(sweep_dir, SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
+
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours writes TensorBoard
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    local = request.address is None and "RAY_ADDRESS" not in os.environ
+    init_kwargs: dict[str, Any] = {"log_to_driver": request.verbose, "include_dashboard": True}
+    if local:
+        init_kwargs["resources"] = {DRIVER_RESOURCE: 1000}
+    else:
+        init_kwargs["address"] = request.address or "auto"
+    ray.init(**init_kwargs)
+    try:
+        _require_state_api()
+        tuner = _tuner(prepared, request, local)
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    if results.num_terminated + results.num_errors < space.sweep.num_samples:
+        raise Interrupted(
+            f"sweep stopped with {results.num_terminated} of {space.sweep.num_samples} trials done; resume with: "
+            f"ssl-tune sweep --storage {Path(sweep_dir).parent if not is_uri(sweep_dir) else request.storage} "
+            f"--name {prepared.name} --resume"
+        )
+    return _summarize(results, sweep_dir)
+
+
+def _require_state_api() -> None:
+    """Ray Train V2 needs the dashboard (ray[default]); without it placement groups of ended trials leak."""
+    try:
+        from ray.util.state import list_nodes
+
+        list_nodes(limit=1, timeout=30)
+    except Exception as err:
+        raise UsageError(
+            "Ray's dashboard/state API is unavailable, and without it Ray Train leaks the placement groups of "
+            f"finished trials and later trials hang: install ray[default] ({type(err).__name__}: {err})"
+        ) from None
+
+
+def concurrency(space: SearchSpace, resources: dict[str, float]) -> tuple[int, str]:
+    """How many trials fit at once on the cluster's current resources, and why."""
+    s = space.sweep
+    needs = {"CPU": s.workers_per_trial * s.cpus_per_worker}
+    if s.gpus_per_trial:
+        needs["GPU"] = s.gpus_per_trial
+    fits = min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in needs.items())
+    if s.max_concurrent is not None:
+        return s.max_concurrent, "--max-concurrent"
+    if fits == 0:
+        return s.num_samples, "none fits the cluster now: trials wait for the autoscaler"
+    return fits, f"{fits} x {needs} fit the cluster's {dict((k, resources.get(k, 0)) for k in needs)}"
+
+
+def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
+    import ray
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
+    from ssl_tune.tune.trial import TrialPlan, run_trial
+
+    space, sweep_dir = prepared.space, prepared.sweep_dir
+    s = space.sweep
+    plan = TrialPlan(
+        space, prepared.data_dir, sweep_dir, s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker, s.max_failures
+    )
+    resources = ray.cluster_resources()
+    if s.gpus_per_trial and not resources.get("GPU") and not local:
+        print("note: the cluster has no GPU now; trials wait until the autoscaler adds GPU nodes")
+    driver = {DRIVER_RESOURCE: 0.001} if resources.get(DRIVER_RESOURCE) else {"memory": 32 * 2**20}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), driver)
+    base = space.train_config({"method": space.method_choices()[0]}, prepared.data_dir)
+    max_epochs = space.max_epochs(base)
+    callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
+    run_config = tune.RunConfig(
+        name=prepared.name,
+        storage_path=str(Path(sweep_dir).parent) if not is_uri(sweep_dir) else sweep_dir.rsplit("/", 1)[0],
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=s.max_failures),
+    )
+    if request.resume:
+        print(f"resuming sweep {sweep_dir}")
+        return tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+
+    limit, why = concurrency(space, resources)
+    print(f"sweep {prepared.name}: {s.num_samples} trials, up to {limit} at a time ({why})")
+    searcher = OptunaSearch(
+        space=DefineByRun(space),
+        metric=METRIC,
+        mode=MODE,
+        seed=s.seed,
+        study_name=prepared.name,
+        storage=_optuna_storage(sweep_dir, prepared.name),
+    )
+    scheduler = ASHAScheduler(
+        time_attr="epoch",
+        metric=METRIC,
+        mode=MODE,
+        max_t=max_epochs,
+        grace_period=min(space.asha.grace_period, max_epochs),
+        reduction_factor=space.asha.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=s.num_samples,
+            max_concurrent_trials=limit,
+            trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_dirname,
+        ),
+        run_config=run_config,
+    )
+
+
+def optuna_journal_path(sweep_dir: str, name: str) -> str:
+    """The Optuna journal sits in the sweep dir; for cloud storage it stays on the driver's disk."""
+    if not is_uri(sweep_dir):
+        return join(sweep_dir, OPTUNA_FILE)
+    return str(Path("~/.ssl-tune/optuna").expanduser() / f"{name}.journal")
+
+
+def _optuna_storage(sweep_dir: str, name: str):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(optuna_journal_path(sweep_dir, name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _summarize(results: Any, sweep_dir: str) -> dict[str, Any]:
+    trials = [r for r in results if r.metrics]
+    if not trials:
+        raise UsageError(f"no trial of {sweep_dir} reported a result")
+    best = max(trials, key=lambda r: r.metrics.get("best_knn_acc") or -1.0)
+    return {
+        "sweep_dir": sweep_dir,
+        "trials": len(results),
+        "errors": sum(1 for r in results if r.error is not None),
+        "best_knn_acc": best.metrics.get("best_knn_acc"),
+        "best_params": best.config,
+        "best_trial_dir": best.path,
+    }
