@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEMO_OUT ?= runs/demo
+SWEEPS ?= runs/sweeps
 
 .PHONY: install demo test lint clean
 
@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# the main job: a quickstart sweep on offline data and a local Ray cluster, then its export
 demo: $(STAMP)
-	$(BIN)/ssl-tune train --method simsiam --backbone resnet_tiny --dataset synthetic \
-	    --train-subset 4000 --test-subset 1000 --epochs 5 --batch-size 128 --out $(DEMO_OUT) --force
+	rm -rf $(SWEEPS)/quickstart
+	$(BIN)/ssl-tune sweep --space search_spaces/quickstart.yaml --storage $(SWEEPS) --name quickstart
+	$(BIN)/ssl-tune export --sweep $(SWEEPS)/quickstart --out runs/quickstart-best --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
