@@ -184,6 +184,94 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command with subcommands of its own, e.g. `ssl-tune cluster check`."""
+    group = sub.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=_Parser, required=True)
+
+
+def _add_cluster(sub: argparse._SubParsersAction) -> None:
+    commands = _command_group(sub, "cluster", "check cluster files (ray up YAMLs, KubeRay manifests)")
+    check = commands.add_parser(
+        "check",
+        help="validate cluster files offline, before they cost money",
+        description="Validate `ray up` YAMLs with Ray's own offline config validation, and KubeRay RayCluster / "
+        "RayJob manifests field by field, against the rules ssl-tune needs. Exit 2 if any file has an error.",
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.set_defaults(handler=_run_cluster_check)
+
+
+def _run_cluster_check(args: argparse.Namespace) -> int:
+    from ssl_tune.cluster import check_file
+
+    failed = False
+    for path in args.files:
+        report = check_file(path)
+        for message in report.errors:
+            print(f"{path}: error: {message}", file=sys.stderr)
+        for message in report.warnings:
+            print(f"{path}: warning: {message}", file=sys.stderr)
+        if report.errors:
+            failed = True
+        else:
+            for cluster in report.clusters:
+                print(f"{path}: ok: {cluster.describe()}")
+    return 2 if failed else 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    commands = _command_group(sub, "data", "prepare datasets (Parquet shards for clusters)")
+    pack = commands.add_parser(
+        "pack",
+        help="write a dataset as Parquet shards to a directory or bucket",
+        description="Write a dataset (both splits) as Parquet shards of PNG-encoded images, labels and indices, "
+        "to a directory or a URI (s3://, gs://, abfs://). Train on it with --dataset parquet --data-dir OUT.",
+    )
+    pack.add_argument("--source", required=True, help="the dataset to pack: cifar10, cifar100, imagefolder, ...")
+    pack.add_argument("--data-dir", help="where the source dataset lives")
+    pack.add_argument("--out", required=True, help="a directory or URI for the shards")
+    pack.add_argument("--shard-size", type=int, default=5000, help="images per shard (default 5000)")
+    pack.add_argument("--image-size", type=int, help="resize target for imagefolder (default 96)")
+    pack.add_argument("--train-subset", type=int, help="pack only the first N training images")
+    pack.add_argument("--test-subset", type=int, help="pack only the first N test images")
+    pack.add_argument("--download", action="store_true", help="download the source dataset if missing")
+    pack.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out")
+    pack.set_defaults(handler=_run_data_pack)
+
+
+def _run_data_pack(args: argparse.Namespace) -> int:
+    from ssl_tune.data import DATASETS, load_data
+    from ssl_tune.data.parquet import check_output, resolve_location, write_dataset
+
+    sources = sorted(set(DATASETS) - {"parquet"})
+    if args.source not in sources:
+        raise UsageError(f"unknown --source '{args.source}' (choose from {', '.join(sources)})")
+    for flag in ("shard_size", "image_size", "train_subset", "test_subset"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive, not {value}")
+    fs, root = resolve_location(args.out)
+    check_output(fs, root, args.out, force=args.force)  # before the (slow) read of the source
+    data = load_data(
+        args.source,
+        args.data_dir,
+        download=args.download,
+        image_size=args.image_size,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+    )
+    manifest = write_dataset(
+        data, root, source=args.source, shard_size=args.shard_size, force=args.force, filesystem=fs
+    )
+    counts = {split: (sum(s.rows for s in shards), len(shards)) for split, shards in manifest.splits.items()}
+    print(
+        f"packed {args.source} ({manifest.image_size}px): {counts['train'][0]} train images in {counts['train'][1]} "
+        f"shards, {counts['test'][0]} test images in {counts['test'][1]} -> {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ssl-tune", description="Hyperparameter search for self-supervised image models.")
     parser.add_argument("--version", action="version", version=f"ssl-tune {__version__}")
@@ -191,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sweep(sub)
     _add_export(sub)
+    _add_cluster(sub)
+    _add_data(sub)
     return parser
 
 

@@ -52,22 +52,31 @@ class ImageData:
 
 @dataclass(frozen=True)
 class DataRequest:
-    """What a loader is asked for: where the data lives and the image size (for resizing loaders)."""
+    """What a loader is asked for: where the data lives and the image size (for resizing loaders).
+
+    `location` is `--data-dir` as given (a path or a URI such as s3://bucket/prefix); `data_dir` is it as a
+    local Path. `shard` = (rank, world_size) asks a sharded loader for this rank's part of the train split.
+    """
 
     data_dir: Path | None
     download: bool
     image_size: int | None
     train_subset: int | None = None
     test_subset: int | None = None
+    location: str | None = None
+    shard: tuple[int, int] | None = None
 
 
 Loader = Callable[[DataRequest], ImageData]
 DATASETS: dict[str, Loader] = {}
+SHARDED: set[str] = set()  # loaders that can read one rank's part of the train split
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
+def register_dataset(name: str, *, sharded: bool = False) -> Callable[[Loader], Loader]:
     def add(fn: Loader) -> Loader:
         DATASETS[name] = fn
+        if sharded:
+            SHARDED.add(name)
         return fn
 
     return add
@@ -81,14 +90,32 @@ def load_data(
     image_size: int | None = None,
     train_subset: int | None = None,
     test_subset: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> ImageData:
-    """Load a registered dataset, check it, and take the requested subsets. Raises UsageError."""
+    """Load a registered dataset, check it, and take the requested subsets. Raises UsageError.
+
+    With `shard=(rank, world_size)` a sharded loader returns only this rank's part of the (subset) train
+    split, and the whole test split.
+    """
     if name not in DATASETS:
         raise UsageError(f"unknown dataset '{name}' (choose from {', '.join(sorted(DATASETS))})")
+    if shard is not None:
+        rank, world_size = shard
+        if name not in SHARDED:
+            raise UsageError(f"dataset '{name}' cannot be read per rank (sharded: {', '.join(sorted(SHARDED))})")
+        if not 0 <= rank < world_size:
+            raise UsageError(f"shard rank {rank} is not in [0, {world_size})")
     request = DataRequest(
-        Path(data_dir).expanduser() if data_dir else None, download, image_size, train_subset, test_subset
+        Path(data_dir).expanduser() if data_dir else None,
+        download,
+        image_size,
+        train_subset,
+        test_subset,
+        location=str(data_dir) if data_dir else None,
+        shard=shard,
     )
-    return DATASETS[name](request).subset(train_subset, test_subset)
+    # a sharded loader takes train_subset itself, from the global order, before it keeps this rank's part
+    return DATASETS[name](request).subset(None if shard else train_subset, test_subset)
 
 
 def require_dir(request: DataRequest, dataset: str) -> Path:
@@ -98,4 +125,4 @@ def require_dir(request: DataRequest, dataset: str) -> Path:
 
 
 # the loaders register themselves on import
-from ssl_tune.data import cifar, imagefolder, synthetic  # noqa: E402, F401
+from ssl_tune.data import cifar, imagefolder, parquet, synthetic  # noqa: E402, F401
