@@ -99,7 +99,9 @@ class TrialRecorder(LoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is None:  # ended before its first result
             writer = SummaryWriter(trial.local_path)
-        status = trial_status(self._last.pop(trial, {}), failed, self.max_epochs)
+        # a resumed trial whose run was already complete reports nothing new: fall back on Tune's last result
+        last = self._last.pop(trial, None) or trial.last_result or {}
+        status = trial_status(last, failed, self.max_epochs)
         writer.file_writer.add_summary(session_end(status))
         writer.close()
         atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps({"status": status}).encode()))
