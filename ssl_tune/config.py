@@ -21,6 +21,7 @@ from ssl_tune.views import AugmentConfig
 
 MAX_EPOCHS = 100_000
 MAX_BATCH = 1 << 20
+MAX_NUMBER = 1 << 31  # no setting takes a number this large
 
 
 class TrainConfig(BaseModel):
@@ -56,6 +57,10 @@ class TrainConfig(BaseModel):
     knn_temperature: float = Field(0.1, gt=0, le=100)
     collapse_std_threshold: float = Field(
         0.0, ge=0, lt=1, description="stop as collapsed when the embedding std ratio falls below this (0 = off)"
+    )
+
+    inject_nan_from_epoch: int | None = Field(
+        None, gt=0, description="fault injection for tests: the loss is NaN from this epoch on (None = off)"
     )
 
     augment: AugmentConfig = AugmentConfig()
@@ -190,13 +195,26 @@ def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
     if not isinstance(method, str):
         raise UsageError(f"config key 'method': must be a method name (got {method!r})")
     if method not in METHODS:
-        raise UsageError(f"unknown method '{method}' (choose from {', '.join(sorted(METHODS))})")
+        raise UsageError(f"config key 'method': unknown method '{method}' (choose from {', '.join(sorted(METHODS))})")
     merged = deep_merge(METHODS[method].train_defaults, merged)
     _reject_bad_sections(merged)
     try:
-        return TrainConfig.model_validate(merged)
+        cfg = TrainConfig.model_validate(merged)
     except ValidationError as err:
         raise UsageError(describe_validation_error(err)) from None
+    _reject_huge_numbers(cfg.to_yaml_dict())
+    return cfg
+
+
+def _reject_huge_numbers(values: Mapping[str, Any], prefix: str = "") -> None:
+    """No setting takes a number of 2^31 or more: catch those the model leaves unbounded (e.g. a method's
+    layer widths), which would otherwise fail deep inside torch, after the data is loaded."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _reject_huge_numbers(value, f"{name}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= MAX_NUMBER:
+            raise UsageError(f"config key '{name}': {value!r} is out of range (its magnitude must be below 2^31)")
 
 
 def _reject_bad_sections(merged: Mapping[str, Any]) -> None:

@@ -229,6 +229,8 @@ class TrainingRun:
             views = self.views(self.data.train_images[order[i]], gen)
             with autocast:
                 out = self.model(views, progress)
+            if self.cfg.inject_nan_from_epoch is not None and epoch >= self.cfg.inject_nan_from_epoch:
+                out.loss = out.loss * float("nan")  # fault injection: exercises the divergence path
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.method.before_optimizer_step(progress)

@@ -6,6 +6,7 @@ A file has four sections:
     params:       dotted TrainConfig key -> distribution, searched in every trial
     conditional:  method name -> {key -> distribution}, searched only when that method is drawn
     if_data_dir:  keys applied when the sweep is given --data-dir (e.g. switch synthetic -> cifar10)
+    points_to_evaluate: parameter values to try first (e.g. a paper's recipe); unnamed ones are sampled
     asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs)
     sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures
 
@@ -19,7 +20,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ssl_tune.config import TrainConfig, build_config, deep_merge, describe_validation_error, read_yaml
+from ssl_tune.config import (
+    MAX_EPOCHS,
+    TrainConfig,
+    build_config,
+    deep_merge,
+    describe_validation_error,
+    read_yaml,
+)
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS
 
@@ -88,21 +96,21 @@ def _check_order(low: float, high: float) -> None:
 class AshaSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    grace_period: int = Field(1, ge=1)
+    grace_period: int = Field(1, ge=1, le=MAX_EPOCHS)
     reduction_factor: float = Field(2.0, gt=1, le=100)
-    max_epochs: int | None = Field(None, ge=1)
+    max_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
 
 
 class SweepSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_samples: int = Field(8, ge=1, le=100_000)
-    max_concurrent: int | None = Field(None, ge=1)
+    max_concurrent: int | None = Field(None, ge=1, le=100_000)
     workers_per_trial: int = Field(1, ge=1, le=1024)
     gpus_per_trial: float = Field(0.0, ge=0, le=1024)
     cpus_per_worker: float = Field(1.0, gt=0, le=1024)
     max_failures: int = Field(2, ge=0, le=100)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**31)  # Optuna's sampler takes 32-bit seeds
 
 
 class SearchSpace(BaseModel):
@@ -115,6 +123,7 @@ class SearchSpace(BaseModel):
     params: dict[str, Distribution] = Field(default_factory=dict)
     conditional: dict[str, dict[str, Distribution]] = Field(default_factory=dict)
     if_data_dir: dict[str, Any] = Field(default_factory=dict)
+    points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list)
     asha: AshaSettings = AshaSettings()
     sweep: SweepSettings = SweepSettings()
 
@@ -147,6 +156,13 @@ class SearchSpace(BaseModel):
         for method, dists in self.conditional.items():
             names += [conditional_name(method, k) for k in dists]
         return names
+
+    def distribution(self, name: str) -> Distribution | None:
+        """The distribution of a searched parameter by its trial-config name (`key` or `method:key`)."""
+        if ":" in name:
+            method, key = name.split(":", 1)
+            return self.conditional.get(method, {}).get(key)
+        return self.params.get(name)
 
 
 def conditional_name(method: str, key: str) -> str:
@@ -193,27 +209,66 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
     methods = space.method_choices()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise UsageError(f"unknown method '{unknown[0]}' (choose from {', '.join(sorted(METHODS))})")
+        where = "params.method" if "method" in space.params else "fixed.method"
+        raise UsageError(f"{where}: unknown method '{unknown[0]}' (choose from {', '.join(sorted(METHODS))})")
     for method in space.conditional:
         if method not in methods:
             raise UsageError(f"conditional section '{method}' is not among the methods this space draws")
     if "method" in space.conditional.get(methods[0], {}):
         raise UsageError("'method' cannot be conditional")
+    for i, point in enumerate(space.points_to_evaluate):
+        for name, value in point.items():
+            dist = space.distribution(name)
+            if dist is None:
+                raise UsageError(f"points_to_evaluate[{i}]: '{name}' is not a searched parameter")
+            if not _contains(dist, value):
+                raise UsageError(f"points_to_evaluate[{i}]: {name}={value!r} is outside its distribution")
     for method in methods:
         dists = {k: d for k, d in space.params.items() if k != "method"}
         dists.update(space.conditional.get(method, {}))
-        for corner in (0, 1):
-            params = {"method": method, **{k: _corner(d, corner) for k, d in dists.items()}}
+        for point in _probe_points(dists):
             try:
-                space.train_config(params, data_dir)
+                space.train_config({"method": method, **point}, data_dir)
             except UsageError as err:
                 raise UsageError(f"with method={method}: {err}") from None
+
+
+def _probe_points(dists: dict[str, Distribution]) -> list[dict[str, Scalar]]:
+    """Both ends of every range, a point inside (a float range on an integer key fails there), and every
+    categorical choice (the others at their low ends)."""
+    low = {k: _corner(d, 0) for k, d in dists.items()}
+    points = [low, {k: _corner(d, 1) for k, d in dists.items()}, {k: _inside(d) for k, d in dists.items()}]
+    for key, dist in dists.items():
+        if isinstance(dist, Categorical):
+            points += [{**low, key: choice} for choice in dist.choices[1:-1]]
+    return points
+
+
+def _contains(dist: Distribution, value: Scalar) -> bool:
+    if isinstance(dist, Categorical):
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(dist, IntRange) and not isinstance(value, int):
+        return False
+    return dist.low <= value <= dist.high
 
 
 def _corner(dist: Distribution, which: int) -> Scalar:
     if isinstance(dist, Categorical):
         return dist.choices[-1 if which else 0]
     return dist.high if which else dist.low
+
+
+def _inside(dist: Distribution) -> Scalar:
+    """A value strictly inside a float range, off any round number; the low end of other distributions."""
+    if isinstance(dist, LogUniform):
+        return dist.low ** 0.618 * dist.high ** 0.382
+    if isinstance(dist, Uniform):
+        if dist.step is not None:
+            return dist.low + dist.step if dist.low + dist.step <= dist.high else dist.low
+        return dist.low + 0.382 * (dist.high - dist.low)
+    return _corner(dist, 0)
 
 
 # --- Optuna --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_te
 from ssl_tune.tune.results import SWEEP_FILE
 from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
 
-METRIC, MODE = "knn_acc", "max"
+METRIC, MODE = "knn_acc", "max"  # also in ssl_tune.tune.searcher, which imports Ray
 DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
 OPTUNA_FILE = "optuna.journal"
 
@@ -146,7 +146,7 @@ def run_sweep(request: SweepRequest) -> dict[str, Any]:
         init_kwargs["address"] = request.address or "auto"
     ray.init(**init_kwargs)
     try:
-        _require_state_api()
+        _require_state_api(ray.get_runtime_context().gcs_address)
         tuner = _tuner(prepared, request, local)
         results = tuner.fit()
     finally:
@@ -160,12 +160,12 @@ def run_sweep(request: SweepRequest) -> dict[str, Any]:
     return _summarize(results, sweep_dir)
 
 
-def _require_state_api() -> None:
+def _require_state_api(address: str) -> None:
     """Ray Train V2 needs the dashboard (ray[default]); without it placement groups of ended trials leak."""
     try:
         from ray.util.state import list_nodes
 
-        list_nodes(limit=1, timeout=30)
+        list_nodes(address=address, limit=1, timeout=30)  # this cluster's, not another local one's
     except Exception as err:
         raise UsageError(
             "Ray's dashboard/state API is unavailable, and without it Ray Train leaks the placement groups of "
@@ -192,9 +192,9 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
+    from ssl_tune.tune.searcher import SSLOptunaSearch
     from ssl_tune.tune.trial import TrialPlan, run_trial
 
     space, sweep_dir = prepared.space, prepared.sweep_dir
@@ -222,13 +222,14 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
 
     limit, why = concurrency(space, resources)
     print(f"sweep {prepared.name}: {s.num_samples} trials, up to {limit} at a time ({why})")
-    searcher = OptunaSearch(
+    searcher = SSLOptunaSearch(
         space=DefineByRun(space),
         metric=METRIC,
         mode=MODE,
         seed=s.seed,
         study_name=prepared.name,
         storage=_optuna_storage(sweep_dir, prepared.name),
+        points_to_evaluate=[dict(p) for p in space.points_to_evaluate] or None,
     )
     scheduler = ASHAScheduler(
         time_attr="epoch",
