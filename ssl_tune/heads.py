@@ -50,15 +50,28 @@ class Prototypes(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """MLP -> L2-normalise -> weight-normalised linear onto K outputs (last layer's norm fixed to 1)."""
+    """MLP -> L2-normalise -> weight-normalised linear onto K outputs (last layer's norm fixed to 1).
 
-    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int, num_layers: int = 3) -> None:
+    `use_bn` puts BatchNorm after the hidden layers (DINO's `use_bn_in_head`, for ResNets).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        bottleneck_dim: int,
+        out_dim: int,
+        num_layers: int = 3,
+        use_bn: bool = False,
+    ) -> None:
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
         for i, (d_in, d_out) in enumerate(pairwise(dims)):
             layers.append(nn.Linear(d_in, d_out))
             if i < len(dims) - 2:
+                if use_bn:
+                    layers.append(nn.BatchNorm1d(d_out))
                 layers.append(nn.GELU())
         self.mlp = nn.Sequential(*layers)
         self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))

@@ -1,0 +1,109 @@
+"""DINO (Caron et al., 2021): a student matches an EMA teacher's centred, sharpened output, multi-crop.
+
+Defaults follow solo-learn's scripts/pretrain/cifar/dino.yaml: LARS, lr 0.3 at batch 256, weight decay
+1e-6, a 2048-256 head onto 4096 prototypes (weight-normalised last layer, frozen during the first
+epoch), teacher momentum from 0.9995 to 1, student τ = 0.1, teacher τ warming up from 0.04 to 0.07, and a
+centre momentum of 0.9 (paper), and BN in the head for ResNets (DINO's use_bn_in_head). The teacher sees the 2 global crops; the student also 2 small ones. The
+teacher-τ warm-up is a share of training (solo-learn: 50 of 1000 epochs) so that short runs reach it.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ssl_tune.ema import cosine_momentum, frozen_copy
+from ssl_tune.heads import DINOHead
+from ssl_tune.losses import _all_reduce_sum, _world, dino, mean_entropy
+from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
+from ssl_tune.views import AugmentConfig, ViewSpec, multi_crop
+
+
+class DINOParams(MethodParams):
+    proj_hidden_dim: int = Field(2048, gt=0)
+    proj_output_dim: int = Field(256, gt=0, description="bottleneck before the prototypes")
+    num_prototypes: int = Field(4096, gt=1)
+    student_temperature: float = Field(0.1, gt=0, le=10)
+    teacher_temperature: float = Field(0.07, gt=0, le=10, description="after the warm-up")
+    warmup_teacher_temperature: float = Field(0.04, gt=0, le=10)
+    warmup_teacher_temperature_share: float = Field(0.05, ge=0, le=1, description="share of training")
+    base_tau: float = Field(0.9995, ge=0, le=1, description="teacher EMA momentum at the start")
+    final_tau: float = Field(1.0, ge=0, le=1)
+    center_momentum: float = Field(0.9, ge=0, le=1)
+    freeze_last_layer_epochs: int = Field(1, ge=0)
+    head_bn: bool = Field(True, description="BatchNorm in the head's hidden layers (DINO's use_bn_in_head)")
+    use_centering: bool = Field(True, description="False only to show the collapse centring prevents")
+
+
+@register_method
+class DINO(Method):
+    name = "dino"
+    Params = DINOParams
+    train_defaults = {
+        "optimizer": "lars",
+        "lr": 0.3,
+        "weight_decay": 1e-6,
+        "warmup_epochs": 1,
+        "augment": {"num_local_crops": 2},
+    }
+
+    def __init__(self, backbone: nn.Module, params: DINOParams) -> None:
+        super().__init__(backbone, params)
+        p = params
+        self.head = DINOHead(
+            self.feature_dim, p.proj_hidden_dim, p.proj_output_dim, p.num_prototypes, use_bn=p.head_bn
+        )
+        self.teacher_backbone = frozen_copy(self.backbone)
+        self.teacher_head = frozen_copy(self.head)
+        self.register_buffer("center", torch.zeros(1, p.num_prototypes))
+
+    def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
+        return multi_crop(augment, image_size)
+
+    def teacher_temperature(self, progress: Progress) -> float:
+        p = self.params
+        warmup_steps = p.warmup_teacher_temperature_share * progress.total_steps
+        if progress.step >= warmup_steps:
+            return p.teacher_temperature
+        share = progress.step / warmup_steps
+        return p.warmup_teacher_temperature + share * (p.teacher_temperature - p.warmup_teacher_temperature)
+
+    def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
+        p = self.params
+        features = [self.backbone(v) for v in views]
+        projected = [self.head.mlp(f) for f in features[:1]]  # watched for collapse
+        student = [self.head(f) for f in features]
+        with torch.no_grad():
+            teacher = [self.teacher_head(self.teacher_backbone(v)) for v in views[:2]]
+        center = self.center if p.use_centering else torch.zeros_like(self.center)
+        t_temp = self.teacher_temperature(progress)
+        loss = dino(student, teacher, center, p.student_temperature, t_temp)
+        with torch.no_grad():
+            probs = torch.softmax((teacher[0].float() - center) / t_temp, dim=1)
+            if p.use_centering:
+                self._update_center(torch.cat(teacher))
+        return StepOutput(loss=loss, embedding=projected[0], extras={"teacher_entropy": mean_entropy(probs)})
+
+    @torch.no_grad()
+    def _update_center(self, teacher_output: torch.Tensor) -> None:
+        """center <- m·center + (1 - m)·(batch mean of the teacher outputs, over all ranks)."""
+        batch_sum = teacher_output.float().sum(dim=0, keepdim=True)
+        count = teacher_output.shape[0]
+        _, world = _world()
+        if world > 1:
+            batch_sum = _all_reduce_sum(batch_sum)
+            count *= world
+        m = self.params.center_momentum
+        self.center.mul_(m).add_(batch_sum / count, alpha=1 - m)
+
+    def before_optimizer_step(self, progress: Progress) -> None:
+        if progress.epoch < self.params.freeze_last_layer_epochs:
+            for param in self.head.last_layer.parameters():
+                param.grad = None
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
+
+    def ema_momentum(self, progress: Progress) -> float:
+        return cosine_momentum(self.params.base_tau, progress.fraction, self.params.final_tau)
