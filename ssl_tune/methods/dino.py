@@ -2,9 +2,10 @@
 
 Defaults follow solo-learn's scripts/pretrain/cifar/dino.yaml: LARS, lr 0.3 at batch 256, weight decay
 1e-6, a 2048-256 head onto 4096 prototypes (weight-normalised last layer, frozen during the first
-epoch), teacher momentum from 0.9995 to 1, student τ = 0.1, teacher τ warming up from 0.04 to 0.07, and a
-centre momentum of 0.9 (paper), and BN in the head for ResNets (DINO's use_bn_in_head). The teacher sees the 2 global crops; the student also 2 small ones. The
-teacher-τ warm-up is a share of training (solo-learn: 50 of 1000 epochs) so that short runs reach it.
+epoch), teacher momentum from 0.9995 to 1, student τ = 0.1, teacher τ warming up from 0.04 to 0.07, a
+centre momentum of 0.9 (paper), and BN in the head for ResNets (DINO's use_bn_in_head). The teacher sees
+the 2 global crops; the student also 2 small ones. The teacher-τ warm-up is a share of training
+(solo-learn: 50 of 1000 epochs) so that short runs reach it.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from ssl_tune.config import deep_merge, describe_validation_error, parse_set
 from ssl_tune.errors import Interrupted, UsageError
 from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_text
+from ssl_tune.tune.local_cluster import mark_session, remove_orphaned_clusters
 from ssl_tune.tune.results import SWEEP_FILE
 from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
 
@@ -140,11 +141,15 @@ def run_sweep(request: SweepRequest) -> dict[str, Any]:
     if local:  # no spot preemption on a local cluster: spare each trial the watcher actor (a process)
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     init_kwargs: dict[str, Any] = {"log_to_driver": request.verbose, "include_dashboard": True}
+    if local and (stale := remove_orphaned_clusters()):
+        print(f"stopped {stale} local Ray cluster(s) left behind by a killed sweep driver")
     if local:
         init_kwargs["resources"] = {DRIVER_RESOURCE: 1000}
     else:
         init_kwargs["address"] = request.address or "auto"
-    ray.init(**init_kwargs)
+    context = ray.init(**init_kwargs)
+    if local:
+        mark_session(context.address_info["session_dir"])
     try:
         _require_state_api(ray.get_runtime_context().gcs_address)
         tuner = _tuner(prepared, request, local)
