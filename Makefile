@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check ssl_tune tests
+	$(BIN)/ruff check ssl_tune tests scripts
 
 clean:
 	rm -rf $(VENV) runs

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision
 
 
-def _per_sample(values: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, 1, 1, 1)
+def _per_sample(values: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,) -> (N, 1, 1, 1), in the dtype of `like` (so that bf16/fp16 images stay bf16/fp16)."""
+    return (values if like is None else values.to(like.dtype)).view(-1, 1, 1, 1)
 
 
 # --- crop, resize and flip: one grid_sample --------------------------------------------------------
@@ -35,7 +36,7 @@ def sample_crop_boxes(
     """RandomResizedCrop boxes, one per sample, as (N, 4) float [top, left, h, w] in pixels.
 
     Like torchvision: up to `attempts` draws of area and log-aspect-ratio per sample; the first that
-    fits wins, else the whole image is taken (torchvision clamps the ratio of a centre crop).
+    fits wins, else a centre crop of the whole image with its aspect ratio clamped to `ratio`.
     """
     area = height * width
     u = torch.rand(3, n, attempts, generator=generator, device=device)
@@ -48,11 +49,17 @@ def sample_crop_boxes(
     first = torch.argmax(ok.to(torch.int8), dim=1)  # index of the first valid draw (0 if none)
     any_ok = ok.any(dim=1)
     pick = first.unsqueeze(1)
-    h = torch.where(any_ok, h.gather(1, pick).squeeze(1), torch.full_like(h[:, 0], height))
-    w = torch.where(any_ok, w.gather(1, pick).squeeze(1), torch.full_like(w[:, 0], width))
+    # torchvision's fallback: the whole image, its aspect ratio clamped to `ratio`, centred
+    fall_h, fall_w = height, width
+    if width / height < min(ratio):
+        fall_h = round(width / min(ratio))
+    elif width / height > max(ratio):
+        fall_w = round(height * max(ratio))
+    h = torch.where(any_ok, h.gather(1, pick).squeeze(1), torch.full_like(h[:, 0], fall_h))
+    w = torch.where(any_ok, w.gather(1, pick).squeeze(1), torch.full_like(w[:, 0], fall_w))
     pos = torch.rand(2, n, generator=generator, device=device)
-    top = torch.floor(pos[0] * (height - h + 1))
-    left = torch.floor(pos[1] * (width - w + 1))
+    top = torch.where(any_ok, torch.floor(pos[0] * (height - h + 1)), torch.full_like(h, (height - fall_h) // 2))
+    left = torch.where(any_ok, torch.floor(pos[1] * (width - w + 1)), torch.full_like(w, (width - fall_w) // 2))
     return torch.stack([top, left, h, w], dim=1)
 
 
@@ -61,20 +68,27 @@ def resized_crop(
 ) -> torch.Tensor:
     """Crop each image to its box, resize it bilinearly to `size`, and mirror it where `flip` is set.
 
-    One affine grid_sample: the grid maps output pixel centres onto the box as torchvision's
-    crop-then-resize does (align_corners=False, no antialias).
+    One grid_sample whose grid is torchvision's crop-then-resize (bilinear, align_corners=False): output
+    pixel centres map onto the box, and sampling positions are clamped to the box's edge pixels, so no
+    pixel outside the box leaks in. This equals torchvision's antialias=False always, and its default
+    antialias=True wherever the box is no larger than `size` (upsampling): every global view, since a box
+    lies inside the image; a multi-crop local box can be a little larger than its output.
     """
     n, _, height, width = images.shape
     top, left, h, w = boxes.to(images.dtype).unbind(1)
-    scale_x, scale_y = w / width, h / height
-    shift_x = (2 * left + w) / width - 1
-    shift_y = (2 * top + h) / height - 1
+    centres = torch.arange(size, device=images.device, dtype=images.dtype) + 0.5
+
+    def axis(start: torch.Tensor, extent: torch.Tensor, full: int) -> torch.Tensor:
+        """(N, size) grid coordinates along one axis, in grid_sample's [-1, 1] (pixel edges)."""
+        start, extent = start.unsqueeze(1), extent.unsqueeze(1)
+        pos = start + centres * (extent / size)  # in pixels, 0 = the image's first edge
+        pos = torch.minimum(torch.maximum(pos, start + 0.5), start + extent - 0.5)
+        return pos * (2 / full) - 1
+
+    gx, gy = axis(left, w, width), axis(top, h, height)
     if flip is not None:
-        scale_x = torch.where(flip, -scale_x, scale_x)
-    theta = torch.zeros(n, 2, 3, device=images.device, dtype=images.dtype)
-    theta[:, 0, 0], theta[:, 0, 2] = scale_x, shift_x
-    theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+        gx = torch.where(flip.unsqueeze(1), gx.flip(1), gx)
+    grid = torch.stack([gx.unsqueeze(1).expand(n, size, size), gy.unsqueeze(2).expand(n, size, size)], dim=-1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -88,12 +102,12 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    ratio = _per_sample(ratio)
+    ratio = _per_sample(ratio, a)
     return (ratio * a + (1 - ratio) * b).clamp_(0, 1)
 
 
 def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (images * _per_sample(factor)).clamp_(0, 1)
+    return (images * _per_sample(factor, images)).clamp_(0, 1)
 
 
 def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -108,18 +122,16 @@ def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tenso
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate hue by `shift` (in turns, within [-0.5, 0.5]) through HSV, as torchvision."""
     r, g, b = images.unbind(1)
-    maxc, _ = images.max(dim=1)
-    minc, _ = images.min(dim=1)
-    delta = maxc - minc
-    eq = maxc == minc
-    safe_delta = torch.where(eq, torch.ones_like(delta), delta)
-    sat = delta / torch.where(eq, torch.ones_like(maxc), maxc)
-    rc, gc, bc = (maxc - r) / safe_delta, (maxc - g) / safe_delta, (maxc - b) / safe_delta
+    # elementwise over the channels: much faster on CPU than a reduction over dim 1
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)  # = value x saturation
+    eq = chroma == 0
+    safe_chroma = torch.where(eq, 1.0, chroma)
+    rc, gc, bc = (maxc - r) / safe_chroma, (maxc - g) / safe_chroma, (maxc - b) / safe_chroma
     hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.where(eq, torch.zeros_like(hue), hue)
-    hue6 = torch.remainder(hue / 6.0 + 1.0 + shift.view(-1, 1, 1), 1.0) * 6.0
+    hue = torch.where(eq, 0.0, hue)
+    hue6 = torch.remainder(hue / 6.0 + 1.0 + shift.to(images.dtype).view(-1, 1, 1), 1.0) * 6.0
     # HSV -> RGB without branches: channel n in (5, 3, 1) for (r, g, b)
-    chroma = maxc * sat
     out = []
     for n in (5.0, 3.0, 1.0):
         k = torch.remainder(n + hue6, 6.0)

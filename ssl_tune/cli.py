@@ -184,6 +184,75 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="plot a finished sweep into PNGs and one self-contained HTML page",
+        description="Plot a finished sweep: kNN accuracy per epoch of every trial, best kNN against each searched "
+        "parameter, Optuna's parameter importances, and the best config, as PNGs and one HTML page.",
+    )
+    p.add_argument("--sweep", required=True, help="the sweep directory (<storage>/<name>)")
+    p.add_argument("--out", required=True, type=Path, help="where to write report.html and the PNGs")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from ssl_tune.report import HTML_FILE, report
+
+    done = report(args.sweep, args.out, force=args.force)
+    best = done["best"]
+    print(f"best trial {best.trial_id}: knn_acc {100 * best.best_knn:.2f}% of {done['trials']} trials")
+    print(f"wrote {', '.join(done['files'])} to {done['out']}")
+    print(f"open: {done['out'] / HTML_FILE}")
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="throughput of our device-side pipeline vs a torchvision DataLoader baseline, and the kNN share",
+        description="Time our pipeline (uint8 data on the device, batched per-sample views) against a conventional "
+        "one (torchvision.transforms.v2 per image in DataLoader workers) feeding the same model, loss and "
+        "optimiser; time one kNN evaluation against an epoch; optionally K packed trainings on one device.",
+    )
+    p.add_argument("--method", default="simsiam", help="a registered method (default simsiam)")
+    p.add_argument("--backbone", default="resnet_tiny", help="default resnet_tiny")
+    p.add_argument("--batch-size", type=int, default=256, help="default 256")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per pipeline (default 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default 3)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--dataset", default="synthetic", help="synthetic (default), cifar10, ...")
+    p.add_argument("--data-dir", help="dataset directory")
+    p.add_argument("--train-subset", type=int, help="use the first N training images")
+    p.add_argument("--test-subset", type=int, help="use the first N test images (kNN)")
+    p.add_argument("--workers", type=int, help="baseline DataLoader workers (default min(4, CPUs))")
+    p.add_argument("--packed", type=int, default=0, metavar="K", help="also time 1..K concurrent trainings")
+    p.add_argument("--repeats", type=int, default=1, help="alternate the two pipelines R times, report medians")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", type=Path, help="write the results as JSON to this file")
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from ssl_tune.bench import BenchRequest, check_request, format_report, run_bench, write_json
+
+    names = [f.name for f in fields(BenchRequest) if f.name != "overrides"]
+    request = BenchRequest(**{k: getattr(args, k) for k in names}, overrides=tuple(args.overrides))
+    cfg = check_request(request)
+    if args.json is not None and not args.json.parent.is_dir():
+        raise UsageError(f"--json {args.json}: directory {args.json.parent} does not exist")
+    result = run_bench(request, cfg)
+    print(format_report(result))
+    if args.json is not None:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
     """A command with subcommands of its own, e.g. `ssl-tune cluster check`."""
     group = sub.add_parser(name, help=help)
@@ -279,8 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sweep(sub)
     _add_export(sub)
+    _add_report(sub)
     _add_cluster(sub)
     _add_data(sub)
+    _add_bench(sub)
     return parser
 
 

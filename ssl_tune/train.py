@@ -109,13 +109,22 @@ def _record(metrics: dict[str, Any], run: TrainingRun, out: Path, tb: TensorBoar
 
 @contextmanager
 def _progress_bar(run: TrainingRun, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A per-epoch bar with images/s and the last kNN, on interactive terminals only."""
+    """A per-epoch bar with images/s and the last epoch's loss and kNN, on interactive terminals only.
+
+    Its step callback only counts images: the loss of the running epoch stays on the device until the epoch ends.
+    """
     if not enabled:
         yield None
         return
     from tqdm import tqdm
 
-    knn = run.history[-1].get("knn_acc")
+    last = run.history[-1]
+    shown = []
+    if isinstance(last.get("loss"), float):
+        shown.append(f"last loss {last['loss']:.4f}")
+    knn = last.get("knn_acc")
+    if isinstance(knn, float) and knn == knn:
+        shown.append(f"last knn {100 * knn:.1f}%")
     with tqdm(
         total=run.steps_per_epoch * run.cfg.batch_size,
         desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}",
@@ -123,6 +132,6 @@ def _progress_bar(run: TrainingRun, enabled: bool) -> Iterator[Callable[[int], N
         unit_scale=True,
         leave=False,
         dynamic_ncols=True,
-        postfix=f"last knn {100 * knn:.1f}%" if knn is not None else None,
+        postfix=", ".join(shown) or None,
     ) as bar:
         yield lambda _step: bar.update(run.cfg.batch_size)

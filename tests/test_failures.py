@@ -75,8 +75,9 @@ def test_diverged_and_collapsed_trials_stop_early_and_the_sweep_goes_on(tmp_path
     healthy = [t for t in sweep.trials if t.params[nan] == healthy_nan and t.params[sg]]
     assert healthy and all(t.status in ("completed", "stopped") for t in healthy)
 
-    study = optuna.load_study(study_name="failures",
-                              storage=JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="failures", storage=JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
+    )
     nan_states = {t.state for t in study.trials if t.params[nan] == 2}
     assert nan_states == {optuna.trial.TrialState.FAIL}  # Optuna knows: it steers away
 
@@ -100,8 +101,9 @@ def _train_worker_pids() -> list[int]:
 
 
 def test_killed_worker_restarts_from_its_checkpoint(tmp_path):
-    space = write_space(tmp_path / "space.yaml", fixed={"epochs": 5, "train_subset": 1024},
-                        sweep={"num_samples": 1, "max_failures": 2})
+    space = write_space(
+        tmp_path / "space.yaml", fixed={"epochs": 5, "train_subset": 1024}, sweep={"num_samples": 1, "max_failures": 2}
+    )
     store = tmp_path / "store"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
     args = sweep_cmd("--space", str(space), "--storage", str(store), "--name", "workerloss")

@@ -52,11 +52,28 @@ def two_node_cluster():
     temp_dir = tempfile.mkdtemp(prefix="rmn", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
     port = _free_port()
     try:
-        _ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-             '--resources={"ssl_tune_driver": 1000, "head_node": 1}', "--include-dashboard=true",
-             f"--dashboard-port={_free_port()}", f"--temp-dir={temp_dir}", temp_dir=temp_dir)
-        _ray("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-             '--resources={"second_node": 1}', temp_dir=temp_dir)
+        _ray(
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            '--resources={"ssl_tune_driver": 1000, "head_node": 1}',
+            "--include-dashboard=true",
+            f"--dashboard-port={_free_port()}",
+            f"--temp-dir={temp_dir}",
+            temp_dir=temp_dir,
+        )
+        _ray(
+            "start",
+            f"--address=127.0.0.1:{port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            '--resources={"second_node": 1}',
+            temp_dir=temp_dir,
+        )
         yield f"127.0.0.1:{port}"
     finally:
         _stop_cluster(temp_dir)
@@ -69,8 +86,22 @@ def test_two_worker_trial_spans_two_nodes_with_shared_storage(two_node_cluster, 
 
     shared = tmp_path / "shared-storage"
     space = write_space(tmp_path / "space.yaml", fixed={"epochs": 2}, sweep={"num_samples": 1})
-    proc = run_cli(sweep_cmd("--space", str(space), "--storage", str(shared), "--name", "multinode",
-                             "--address", two_node_cluster, "--workers-per-trial", "2", "--cpus-per-worker", "1"))
+    proc = run_cli(
+        sweep_cmd(
+            "--space",
+            str(space),
+            "--storage",
+            str(shared),
+            "--name",
+            "multinode",
+            "--address",
+            two_node_cluster,
+            "--workers-per-trial",
+            "2",
+            "--cpus-per-worker",
+            "1",
+        )
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     (trial,) = load_sweep(str(shared / "multinode")).trials

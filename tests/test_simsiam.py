@@ -27,11 +27,23 @@ LEARNING = {
 
 
 def _std_ratios(stop_gradient: bool) -> list[float]:
-    cfg = build_config({
-        "method": "simsiam", "dataset": "synthetic", "train_subset": 512, "test_subset": 128, "batch_size": 32,
-        "epochs": 6, "lr": 0.5, "method_params": {"proj_hidden_dim": 128, "proj_output_dim": 128,
-                                                   "pred_hidden_dim": 32, "stop_gradient": stop_gradient},
-    })
+    cfg = build_config(
+        {
+            "method": "simsiam",
+            "dataset": "synthetic",
+            "train_subset": 512,
+            "test_subset": 128,
+            "batch_size": 32,
+            "epochs": 6,
+            "lr": 0.5,
+            "method_params": {
+                "proj_hidden_dim": 128,
+                "proj_output_dim": 128,
+                "pred_hidden_dim": 32,
+                "stop_gradient": stop_gradient,
+            },
+        }
+    )
     run = TrainingRun(cfg, load_run_data(cfg))
     run.initial_metrics()
     return [run.train_epoch()["embedding_std_ratio"] for _ in range(cfg.epochs)]

@@ -52,9 +52,7 @@ class DINO(Method):
     def __init__(self, backbone: nn.Module, params: DINOParams) -> None:
         super().__init__(backbone, params)
         p = params
-        self.head = DINOHead(
-            self.feature_dim, p.proj_hidden_dim, p.proj_output_dim, p.num_prototypes, use_bn=p.head_bn
-        )
+        self.head = DINOHead(self.feature_dim, p.proj_hidden_dim, p.proj_output_dim, p.num_prototypes, use_bn=p.head_bn)
         self.teacher_backbone = frozen_copy(self.backbone)
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, p.num_prototypes))

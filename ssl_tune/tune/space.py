@@ -263,7 +263,7 @@ def _corner(dist: Distribution, which: int) -> Scalar:
 def _inside(dist: Distribution) -> Scalar:
     """A value strictly inside a float range, off any round number; the low end of other distributions."""
     if isinstance(dist, LogUniform):
-        return dist.low ** 0.618 * dist.high ** 0.382
+        return dist.low**0.618 * dist.high**0.382
     if isinstance(dist, Uniform):
         if dist.step is not None:
             return dist.low + dist.step if dist.low + dist.step <= dist.high else dist.low
