@@ -3,7 +3,7 @@
 Both pipelines run in one process on one device and share one `TrainingRun` (model, loss, optimiser):
 
 - ours: uint8 data on the device, views made there by `ViewGenerator` (per-sample batched ops), then
-  the method's forward/backward/optimiser step (`optimize_views`, as in `TrainingRun.train_epoch`);
+  the method's forward/backward/optimiser step (`TrainingRun.train_step`, the step `train_epoch` runs);
 - baseline: torchvision.transforms.v2 per image (RandomResizedCrop, flip, ColorJitter with a probability,
   RandomGrayscale, blur and solarize where the method's views use them, at the same strengths) on PIL
   images in a `DataLoader` with worker processes, as lightly and solo-learn do for CIFAR, then the same step.
@@ -39,8 +39,7 @@ from ssl_tune import augment
 from ssl_tune.config import TrainConfig, build_config, parse_set
 from ssl_tune.data import ImageData
 from ssl_tune.errors import UsageError
-from ssl_tune.methods import Progress, StepOutput
-from ssl_tune.optim import lr_factor, set_lr
+from ssl_tune.methods import Progress
 from ssl_tune.train import load_run_data
 from ssl_tune.trainer import TrainingRun, resolve_device
 from ssl_tune.views import ViewSpec
@@ -105,21 +104,6 @@ def check_request(req: BenchRequest) -> TrainConfig:
 # --- the two pipelines -----------------------------------------------------------------------------
 
 
-def optimize_views(run: TrainingRun, views: list[torch.Tensor], progress: Progress) -> StepOutput:
-    """One training step on ready views, as `TrainingRun.train_epoch` does it: lr schedule, autocast forward,
-    backward, the method's hooks (e.g. EMA updates) and the optimiser step, all with the run's own objects."""
-    set_lr(run.optimizer, lr_factor(progress.step, run.warmup_steps, progress.total_steps))
-    autocast = torch.autocast(run.device.type, dtype=run.autocast_dtype, enabled=run.autocast_dtype is not None)
-    with autocast:
-        out = run.model(views, progress)
-    run.optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    run.method.before_optimizer_step(progress)
-    run.optimizer.step()
-    run.method.after_optimizer_step(progress)
-    return out
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -147,7 +131,7 @@ def time_ours(run: TrainingRun, steps: int, warmup: int, seed: int = 0) -> float
             _sync(run.device)
             start = time.perf_counter()
         progress = Progress(0, step, total, total)
-        optimize_views(run, run.views(next(batches), gen), progress)
+        run.train_step(run.views(next(batches), gen), progress)
     _sync(run.device)
     return time.perf_counter() - start
 
@@ -222,7 +206,7 @@ def time_baseline(run: TrainingRun, workers: int, steps: int, warmup: int, seed:
         views = [v.to(run.device, non_blocking=True) for v in batch]
         if channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        optimize_views(run, views, Progress(0, step, total, total))
+        run.train_step(views, Progress(0, step, total, total))
     _sync(run.device)
     elapsed = time.perf_counter() - start
     del it, loader  # the last references: the worker processes exit
@@ -262,13 +246,13 @@ def _packed_worker(
             gen = torch.Generator(device=run.device).manual_seed(cfg.seed)
             total = warmup + steps
             for step in range(warmup):
-                optimize_views(run, run.views(next(batches), gen), Progress(0, step, total, total))
+                run.train_step(run.views(next(batches), gen), Progress(0, step, total, total))
             _sync(run.device)
             results.put(("warm", rank, None))
             commands.get()  # "go": all k processes start the timed steps together
             start = time.perf_counter()
             for step in range(warmup, total):
-                optimize_views(run, run.views(next(batches), gen), Progress(0, step, total, total))
+                run.train_step(run.views(next(batches), gen), Progress(0, step, total, total))
             _sync(run.device)
             results.put(("done", rank, time.perf_counter() - start))
     except BaseException as err:

@@ -19,6 +19,7 @@ SCALARS = (
     "images_per_s",
     "embedding_std",
     "embedding_std_ratio",
+    "embedding_rank",
     "weight_norm",
 )
 

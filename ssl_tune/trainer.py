@@ -20,12 +20,12 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from ssl_tune.backbones import build_backbone
-from ssl_tune.collapse import embedding_std
+from ssl_tune.collapse import effective_rank, embedding_std
 from ssl_tune.config import TrainConfig
 from ssl_tune.data import ImageData
 from ssl_tune.errors import UsageError
 from ssl_tune.knn import extract_features, knn_accuracy
-from ssl_tune.methods import Method, Progress, get_method
+from ssl_tune.methods import Method, Progress, StepOutput, get_method
 from ssl_tune.optim import build_optimizer, lr_factor, set_lr
 from ssl_tune.views import ViewGenerator
 
@@ -192,6 +192,7 @@ class TrainingRun:
             "knn_time_s": time.perf_counter() - start,
             "images_per_s": 0.0,
             "embedding_std": None,
+            "embedding_rank": None,
             "embedding_std_ratio": None,
             "status": STATUS_OK,
         }
@@ -207,6 +208,22 @@ class TrainingRun:
         perm = perm.view(self.steps_per_epoch, self.dist.world_size, self.local_batch)[:, self.dist.rank]
         return perm.to(self.device)
 
+    def train_step(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
+        """One optimisation step on ready views: lr schedule, autocast forward, backward, the method's hooks
+        (frozen layers, EMA updates) and the optimiser. No host-device synchronisation."""
+        set_lr(self.optimizer, lr_factor(progress.step, self.warmup_steps, progress.total_steps))
+        autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        with autocast:
+            out = self.model(views, progress)
+        if self.cfg.inject_nan_from_epoch is not None and progress.epoch + 1 >= self.cfg.inject_nan_from_epoch:
+            out.loss = out.loss * float("nan")  # fault injection: exercises the divergence path
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.method.before_optimizer_step(progress)
+        self.optimizer.step()
+        self.method.after_optimizer_step(progress)
+        return out
+
     def train_epoch(self, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Train the next epoch, then measure kNN. Returns (and records) the epoch's metrics.
 
@@ -218,24 +235,13 @@ class TrainingRun:
         self.model.train()
         order = self._epoch_order(epoch)
         gen = torch.Generator(device=self.device).manual_seed(epoch_seed(self.cfg.seed, epoch, self.dist.rank))
-        autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, embedding std
         extras: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
         for i in range(self.steps_per_epoch):
             step = (epoch - 1) * self.steps_per_epoch + i
             progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
-            set_lr(self.optimizer, lr_factor(step, self.warmup_steps, self.total_steps))
-            views = self.views(self.data.train_images[order[i]], gen)
-            with autocast:
-                out = self.model(views, progress)
-            if self.cfg.inject_nan_from_epoch is not None and epoch >= self.cfg.inject_nan_from_epoch:
-                out.loss = out.loss * float("nan")  # fault injection: exercises the divergence path
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.method.before_optimizer_step(progress)
-            self.optimizer.step()
-            self.method.after_optimizer_step(progress)
+            out = self.train_step(self.views(self.data.train_images[order[i]], gen), progress)
             sums += torch.stack([out.loss.detach().double(), embedding_std(out.embedding).double()])
             for k, v in out.extras.items():
                 extras[k] = extras.get(k, 0) + v.detach().double()
@@ -255,6 +261,7 @@ class TrainingRun:
         if not math.isfinite(loss):
             status = STATUS_DIVERGED
         proj_dim = out.embedding.shape[1]
+        rank = float(effective_rank(out.embedding)) if status == STATUS_OK else float("nan")  # last batch
         std_ratio = std * math.sqrt(proj_dim)
         if status == STATUS_OK and std_ratio < self.cfg.collapse_std_threshold:
             status = STATUS_COLLAPSED
@@ -272,6 +279,7 @@ class TrainingRun:
             "images_per_s": self.steps_per_epoch * self.cfg.batch_size / train_time,
             "embedding_std": std if math.isfinite(std) else None,
             "embedding_std_ratio": std_ratio if math.isfinite(std_ratio) else None,
+            "embedding_rank": rank if math.isfinite(rank) else None,
             "weight_norm": self._weight_norm(),
             "status": status,
             **{k: float(v) / self.steps_per_epoch for k, v in extras.items()},

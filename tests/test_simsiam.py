@@ -26,35 +26,26 @@ LEARNING = {
 }
 
 
-def _std_ratios(stop_gradient: bool) -> list[float]:
-    cfg = build_config(
-        {
-            "method": "simsiam",
-            "dataset": "synthetic",
-            "train_subset": 512,
-            "test_subset": 128,
-            "batch_size": 32,
-            "epochs": 6,
-            "lr": 0.5,
-            "method_params": {
-                "proj_hidden_dim": 128,
-                "proj_output_dim": 128,
-                "pred_hidden_dim": 32,
-                "stop_gradient": stop_gradient,
-            },
-        }
-    )
+def _collapse_signals(stop_gradient: bool) -> list[dict]:
+    cfg = build_config({
+        "method": "simsiam", "dataset": "synthetic", "train_subset": 512, "test_subset": 128, "batch_size": 32,
+        "epochs": 6, "lr": 0.5, "method_params": {"proj_hidden_dim": 128, "proj_output_dim": 128,
+                                                   "pred_hidden_dim": 32, "stop_gradient": stop_gradient},
+    })  # fmt: skip
     run = TrainingRun(cfg, load_run_data(cfg))
     run.initial_metrics()
-    return [run.train_epoch()["embedding_std_ratio"] for _ in range(cfg.epochs)]
+    return [run.train_epoch() for _ in range(cfg.epochs)]
 
 
 def test_without_stop_gradient_simsiam_collapses():
-    """std of L2-normalised outputs, as a multiple of 1/sqrt(d): ~1 when healthy, ~0 when collapsed."""
-    with_sg, without_sg = _std_ratios(True), _std_ratios(False)
-    assert min(with_sg) > 0.5, with_sg
-    assert without_sg[-1] < 0.1, without_sg
-    assert all(math.isfinite(x) for x in with_sg + without_sg)
+    """Measured here (6 epochs, 128-d): with the stop-gradient the std ratio stays ~0.98 and the effective rank
+    ~55; without it the std ratio falls to ~0.6 and the rank to ~10. The projector's output BN keeps every
+    dimension's batch variance, so the collapse is dimensional (a few directions), not to a single point."""
+    with_sg, without_sg = _collapse_signals(True), _collapse_signals(False)
+    assert all(m["embedding_std_ratio"] > 0.9 for m in with_sg), with_sg
+    assert without_sg[-1]["embedding_std_ratio"] < 0.75, without_sg
+    assert without_sg[-1]["embedding_rank"] < 0.3 * with_sg[-1]["embedding_rank"], (with_sg[-1], without_sg[-1])
+    assert all(math.isfinite(m["loss"]) for m in with_sg + without_sg)
 
 
 @pytest.mark.slow
