@@ -50,9 +50,21 @@ class SwAV(Method):
         self.projector = mlp([self.feature_dim, p.proj_hidden_dim, p.proj_output_dim])
         self.prototypes = Prototypes(p.proj_output_dim, p.num_prototypes)
         self.prototypes.normalize_()
-        # per global crop: the most recent embeddings, newest first; `queue_filled` counts valid rows
-        self.register_buffer("queue", torch.zeros(2, p.queue_size, p.proj_output_dim))
-        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        # per global crop: this rank's most recent embeddings, newest first; `queue_filled` counts valid rows.
+        # Not buffers, so DDP does not overwrite every rank's queue with rank 0's; checkpointed as extra state.
+        self.queue = torch.zeros(2, p.queue_size, p.proj_output_dim)
+        self.queue_filled = torch.zeros((), dtype=torch.long)
+
+    def _apply(self, fn, recurse=True):  # .to(device) and friends move the queue too
+        self.queue, self.queue_filled = fn(self.queue), fn(self.queue_filled)
+        return super()._apply(fn, recurse)
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        return {"queue": self.queue, "queue_filled": self.queue_filled}
+
+    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.queue = state["queue"].to(self.queue.device)
+        self.queue_filled = state["queue_filled"].to(self.queue_filled.device)
 
     def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
         return multi_crop(augment, image_size)
