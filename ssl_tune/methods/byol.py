@@ -24,7 +24,7 @@ class BYOLParams(MethodParams):
     pred_hidden_dim: int = Field(4096, gt=0)
     base_tau: float = Field(0.99, ge=0, le=1, description="EMA momentum at the start")
     final_tau: float = Field(1.0, ge=0, le=1, description="EMA momentum at the end (cosine schedule)")
-    predictor_lr: float | None = Field(None, gt=0, description="base lr of the predictor; None = the run's lr")
+    predictor_lr: float | None = Field(None, gt=0, le=1e3, description="base lr of the predictor; None = the run's lr")
     use_predictor: bool = Field(True, description="False (with τ = 0) only to show the collapse it prevents")
 
 

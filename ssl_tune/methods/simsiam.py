@@ -20,7 +20,7 @@ class SimSiamParams(MethodParams):
     proj_hidden_dim: int = Field(2048, gt=0)
     proj_output_dim: int = Field(2048, gt=0)
     pred_hidden_dim: int = Field(512, gt=0)
-    predictor_lr: float | None = Field(None, gt=0, description="base lr of the predictor; None = the run's lr")
+    predictor_lr: float | None = Field(None, gt=0, le=1e3, description="base lr of the predictor; None = the run's lr")
     stop_gradient: bool = Field(True, description="False only to show the collapse it prevents")
 
 
