@@ -83,4 +83,8 @@ class DINOHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+        return self.prototype_scores(self.mlp(x))
+
+    def prototype_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The last layer on the L2-normalised MLP output (`hidden = self.mlp(x)`)."""
+        return self.last_layer(F.normalize(hidden, dim=-1))

@@ -11,12 +11,13 @@ the 2 global crops; the student also 2 small ones. The teacher-τ warm-up is a s
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from pydantic import Field
 from torch import nn
 
 from ssl_tune.ema import cosine_momentum, frozen_copy
 from ssl_tune.heads import DINOHead
-from ssl_tune.losses import _all_reduce_sum, _world, dino, mean_entropy
+from ssl_tune.losses import dino, mean_entropy
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
 from ssl_tune.views import AugmentConfig, ViewSpec, multi_crop
 
@@ -70,9 +71,8 @@ class DINO(Method):
 
     def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
         p = self.params
-        features = [self.backbone(v) for v in views]
-        projected = [self.head.mlp(f) for f in features[:1]]  # watched for collapse
-        student = [self.head(f) for f in features]
+        hidden = [self.head.mlp(self.backbone(v)) for v in views]  # hidden[0] is watched for collapse
+        student = [self.head.prototype_scores(h) for h in hidden]
         with torch.no_grad():
             teacher = [self.teacher_head(self.teacher_backbone(v)) for v in views[:2]]
         center = self.center if p.use_centering else torch.zeros_like(self.center)
@@ -82,17 +82,16 @@ class DINO(Method):
             probs = torch.softmax((teacher[0].float() - center) / t_temp, dim=1)
             if p.use_centering:
                 self._update_center(torch.cat(teacher))
-        return StepOutput(loss=loss, embedding=projected[0], extras={"teacher_entropy": mean_entropy(probs)})
+        return StepOutput(loss=loss, embedding=hidden[0], extras={"teacher_entropy": mean_entropy(probs)})
 
     @torch.no_grad()
     def _update_center(self, teacher_output: torch.Tensor) -> None:
         """center <- m·center + (1 - m)·(batch mean of the teacher outputs, over all ranks)."""
         batch_sum = teacher_output.float().sum(dim=0, keepdim=True)
         count = teacher_output.shape[0]
-        _, world = _world()
-        if world > 1:
-            batch_sum = _all_reduce_sum(batch_sum)
-            count *= world
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_sum)
+            count *= dist.get_world_size()
         m = self.params.center_momentum
         self.center.mul_(m).add_(batch_sum / count, alpha=1 - m)
 
