@@ -51,6 +51,10 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_placement: Literal["auto", "resident", "streamed"] = Field(
+        "auto", description="resident: uint8 images copied to the device once; streamed: copied per batch"
+    )
+    device_data_limit_gb: float = Field(4.0, gt=0, le=1e4, description="auto: stream datasets larger than this")
     seed: int = Field(0, ge=0, lt=2**31)
 
     knn_k: int = Field(200, gt=0, le=10_000)

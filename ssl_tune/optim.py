@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
+from torch import Tensor
 from torch.optim import Optimizer
 
 from ssl_tune.methods.base import ParamGroup
@@ -16,7 +18,8 @@ class LARS(Optimizer):
 
     For parameters with `lars_adapt`, the update is scaled by eta * ||w|| / (||g|| + wd * ||w||).
     Groups built by `build_optimizer` exempt biases and norm weights from adaptation and weight decay,
-    as BYOL and SimCLR do. The trust ratio stays on the device (no host sync).
+    as BYOL and SimCLR do. The trust ratio stays on the device (no host sync), and each group's update is
+    a few multi-tensor `torch._foreach_*` kernels per device and dtype, not a loop over parameters.
     """
 
     def __init__(
@@ -39,27 +42,48 @@ class LARS(Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
-            wd, eta, eps = group["weight_decay"], group["eta"], group["eps"]
+            # foreach kernels need one device and dtype per list
+            buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                if group["lars_adapt"]:
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d_p)
-                    trust = eta * w_norm / (g_norm + wd * w_norm + eps)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
-                    d_p = d_p.add(p, alpha=wd).mul_(trust)
-                elif wd:
-                    d_p = d_p.add(p, alpha=wd)
-                state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = torch.clone(d_p).detach()
-                else:
-                    buf.mul_(group["momentum"]).add_(d_p)
-                p.add_(buf, alpha=-group["lr"])
+                if p.grad is not None:
+                    buckets.setdefault((p.device, p.dtype), []).append(p)
+            for params in buckets.values():
+                self._update(group, params)
+        return loss
+
+    def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        """One group's update for parameters on one device and of one dtype, in a few multi-tensor kernels."""
+        wd, eta, eps = group["weight_decay"], group["eta"], group["eps"]
+        grads = [p.grad for p in params]
+        d_p = torch._foreach_add(grads, params, alpha=wd) if wd else grads
+        if group["lars_adapt"]:
+            w_norm, g_norm = torch.stack(torch._foreach_norm(params + grads)).view(2, -1)
+            trust = eta * w_norm / (g_norm + wd * w_norm + eps)
+            trust = torch.where((w_norm > 0) & (g_norm > 0), trust, 1.0)
+            if d_p is grads:
+                d_p = torch._foreach_mul(grads, list(trust.unbind()))
+            else:
+                torch._foreach_mul_(d_p, list(trust.unbind()))  # 0-dim scales: stays on the device
+        bufs, new = [], []
+        for p, d in zip(params, d_p, strict=True):
+            buf = self.state[p].get("momentum_buffer")
+            if buf is None:  # first step: the buffer starts as d_p
+                new.append((p, d))
+            else:
+                bufs.append((buf, d))
+        if bufs:
+            old_bufs, old_d = map(list, zip(*bufs, strict=True))
+            torch._foreach_mul_(old_bufs, group["momentum"])
+            torch._foreach_add_(old_bufs, old_d)
+        for p, d in new:  # d_p is ours unless it is the grads themselves
+            self.state[p]["momentum_buffer"] = torch.clone(d) if d_p is grads else d
+        torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params], alpha=-group["lr"])
 
 
 def build_optimizer(
@@ -90,8 +114,16 @@ def build_optimizer(
             torch_groups.append({**common, "params": g.params, "weight_decay": wd})
     if name == "lars":
         return LARS(torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta)
-    foreach = {"foreach": True} if torch.cuda.is_available() else {}
-    return torch.optim.SGD(torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **foreach)
+    return torch.optim.SGD(torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **_sgd_impl(torch_groups))
+
+
+def _sgd_impl(torch_groups: list[dict[str, Any]]) -> dict[str, bool]:
+    """Fused SGD when every parameter is on a CUDA device, foreach when some are, torch's default on CPU.
+    Decided from the parameters, so a CPU run on a GPU machine does not ask for fused kernels."""
+    kinds = {p.device.type for g in torch_groups for p in g["params"]}
+    if kinds == {"cuda"}:
+        return {"fused": True}
+    return {"foreach": True} if "cuda" in kinds else {}
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:

@@ -2,8 +2,9 @@
 
 It knows nothing of Ray or of any method's internals: the CLI (`ssl_tune.train`) and the Ray Train
 worker loop (`ssl_tune.tune.worker`) both create a run, restore its state if any, and call
-`train_epoch()` until done. Data lives on the device as uint8; views are made there per batch; the
-loss and collapse signal are summed on the device and read once per epoch.
+`train_epoch()` until done. Data lives on the device as uint8 (or streams there from host memory, see
+`ssl_tune.data.placement`); views are made there per batch; the loss and collapse signal are summed on
+the device and read once per epoch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from ssl_tune.backbones import build_backbone
 from ssl_tune.collapse import effective_rank, embedding_std
 from ssl_tune.config import TrainConfig
 from ssl_tune.data import ImageData
+from ssl_tune.data.placement import place_images
 from ssl_tune.errors import UsageError
 from ssl_tune.knn import extract_features, knn_accuracy
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
@@ -88,7 +90,16 @@ class TrainingRun:
         self.local_batch = cfg.batch_size // self.dist.world_size
         self.steps_per_epoch = len(data.train_labels) // cfg.batch_size
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.data = data.to(self.device)
+        self.train_source = place_images(data.train_images, self.device, cfg.data_placement, cfg.device_data_limit_gb)
+        self.placement = self.train_source.placement
+        # labels always, test images when resident; streamed test images are copied per kNN chunk
+        self.data = replace(
+            data,
+            train_images=self.train_source.images,
+            train_labels=data.train_labels.to(self.device),
+            test_images=data.test_images.to(self.device) if self.placement == "resident" else data.test_images,
+            test_labels=data.test_labels.to(self.device),
+        )
 
         cuda = self.device.type == "cuda"
         self.autocast_dtype = (
@@ -102,9 +113,9 @@ class TrainingRun:
         self.method: Method = method_cls(backbone, cfg.method_param_model()).to(self.device)
         if channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
+        if cfg.compile:  # the backbone only: heads and losses are small, and forward's Python stays eager
+            self.method.backbone.compile()  # in place: state_dict keys are unchanged
         self.model: nn.Module = wrap_model(self.method) if wrap_model else self.method
-        if cfg.compile:
-            self.model = torch.compile(self.model)
         self.optimizer = build_optimizer(
             self.method.parameter_groups(),
             name=cfg.optimizer,
@@ -161,8 +172,9 @@ class TrainingRun:
         if self.dist.is_main:
             bank_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
             kwargs = {"dtype": bank_dtype, "autocast_dtype": self.autocast_dtype}
-            train = extract_features(self.method.backbone, self.data.train_images, self.views.plain, **kwargs)
-            test = extract_features(self.method.backbone, self.data.test_images, self.views.plain, **kwargs)
+            backbone = self.method.backbone
+            train = extract_features(backbone, self.data.train_images, self._plain_on_device, **kwargs)
+            test = extract_features(backbone, self.data.test_images, self._plain_on_device, **kwargs)
             acc[0] = knn_accuracy(
                 train,
                 self.data.train_labels,
@@ -177,6 +189,9 @@ class TrainingRun:
             torch_dist.broadcast(buf, src=0)
             acc = buf.cpu()
         return float(acc[0])
+
+    def _plain_on_device(self, images: torch.Tensor) -> torch.Tensor:
+        return self.views.plain(images.to(self.device))  # a no-op move for resident images
 
     def initial_metrics(self) -> dict[str, Any]:
         """Epoch 0: the kNN accuracy of the randomly initialised network."""
@@ -202,11 +217,12 @@ class TrainingRun:
     # --- training ----------------------------------------------------------------------------------
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
-        """This rank's sample indices for the epoch, (steps, local_batch); the same shuffle on all ranks."""
+        """This rank's sample indices for the epoch, (steps, local_batch) on the host; the same shuffle on all
+        ranks."""
         g = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, epoch))
         perm = torch.randperm(len(self.data.train_labels), generator=g)[: self.steps_per_epoch * self.cfg.batch_size]
         perm = perm.view(self.steps_per_epoch, self.dist.world_size, self.local_batch)[:, self.dist.rank]
-        return perm.to(self.device)
+        return perm
 
     def train_step(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
         """One optimisation step on ready views: lr schedule, autocast forward, backward, the method's hooks
@@ -238,10 +254,10 @@ class TrainingRun:
         sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, embedding std
         extras: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
-        for i in range(self.steps_per_epoch):
+        for i, images in enumerate(self.train_source.batches(order)):
             step = (epoch - 1) * self.steps_per_epoch + i
             progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
-            out = self.train_step(self.views(self.data.train_images[order[i]], gen), progress)
+            out = self.train_step(self.views(images, gen), progress)
             sums += torch.stack([out.loss.detach().double(), embedding_std(out.embedding).double()])
             for k, v in out.extras.items():
                 extras[k] = extras.get(k, 0) + v.detach().double()

@@ -130,6 +130,7 @@ class ViewGenerator:
         self.std = torch.tensor(std).view(1, 3, 1, 1)
         self.channels_last = channels_last
         self.dtype = dtype
+        self._stats: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def num_views(self) -> int:
@@ -144,7 +145,11 @@ class ViewGenerator:
         return views
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
+        key = (x.device, x.dtype)
+        if key not in self._stats:  # copied to the device once: a host-to-device copy per step would sync
+            self._stats[key] = (self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype))
+        mean, std = self._stats[key]
+        x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def plain(self, images: torch.Tensor) -> torch.Tensor:

@@ -50,21 +50,22 @@ class SwAV(Method):
         self.projector = mlp([self.feature_dim, p.proj_hidden_dim, p.proj_output_dim])
         self.prototypes = Prototypes(p.proj_output_dim, p.num_prototypes)
         self.prototypes.normalize_()
-        # per global crop: this rank's most recent embeddings, newest first; `queue_filled` counts valid rows.
-        # Not buffers, so DDP does not overwrite every rank's queue with rank 0's; checkpointed as extra state.
+        # per global crop: this rank's most recent embeddings, newest first; `queue_filled` counts valid rows
+        # (a host int, so that no step reads the device). Not buffers, so DDP does not overwrite every
+        # rank's queue with rank 0's; checkpointed as extra state.
         self.queue = torch.zeros(2, p.queue_size, p.proj_output_dim)
-        self.queue_filled = torch.zeros((), dtype=torch.long)
+        self.queue_filled = 0
 
     def _apply(self, fn, recurse=True):  # .to(device) and friends move the queue too
-        self.queue, self.queue_filled = fn(self.queue), fn(self.queue_filled)
+        self.queue = fn(self.queue)
         return super()._apply(fn, recurse)
 
-    def get_extra_state(self) -> dict[str, torch.Tensor]:
+    def get_extra_state(self) -> dict[str, torch.Tensor | int]:
         return {"queue": self.queue, "queue_filled": self.queue_filled}
 
-    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+    def set_extra_state(self, state: dict[str, torch.Tensor | int]) -> None:
         self.queue = state["queue"].to(self.queue.device)
-        self.queue_filled = state["queue_filled"].to(self.queue_filled.device)
+        self.queue_filled = int(state["queue_filled"])
 
     def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
         return multi_crop(augment, image_size)
@@ -84,7 +85,7 @@ class SwAV(Method):
         p, batch = self.params, scores.shape[0]
         if not p.use_sinkhorn:  # ablation: plain softmax, no equal-partition constraint
             return F.softmax(scores.detach().float() / p.sk_epsilon, dim=1)
-        if use_queue and int(self.queue_filled) >= p.queue_size:  # only a full queue (as the paper's code)
+        if use_queue and self.queue_filled >= p.queue_size:  # only a full queue (as the paper's code)
             scores = torch.cat([self.prototypes(self.queue[crop]), scores])
         return sinkhorn(scores, p.sk_epsilon, p.sk_iters, distributed=True)[-batch:]
 
@@ -93,7 +94,7 @@ class SwAV(Method):
         batch = embeddings[0].shape[0]
         for crop, z in enumerate(embeddings):
             self.queue[crop] = torch.cat([z[: self.params.queue_size], self.queue[crop]])[: self.params.queue_size]
-        self.queue_filled.add_(batch).clamp_(max=self.params.queue_size)
+        self.queue_filled = min(self.queue_filled + batch, self.params.queue_size)
 
     def before_optimizer_step(self, progress: Progress) -> None:
         if progress.epoch < self.params.freeze_prototypes_epochs:
