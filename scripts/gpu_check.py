@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssl_tune.bench import BenchRequest, check_request, format_report, run_bench
+from ssl_tune.bench import BenchRequest, check_request, format_report, run_bench, time_knn
 from ssl_tune.config import build_config
 from ssl_tune.data import ImageData, load_data
 from ssl_tune.data.synthetic import NUM_CLASSES, generate
@@ -99,6 +99,28 @@ def bench(args: argparse.Namespace, data: ImageData | None, steps: int, packed: 
     return run_bench(req, check_request(req), data)
 
 
+def knn_shares(args: argparse.Namespace, data: ImageData | None, ours_img_s: float) -> list[dict[str, Any]]:
+    """kNN time and share of an epoch with the whole bank, and with a 10,000-image bank and 5,000 queries."""
+    if data is None:
+        data = load_data("cifar10", args.data_dir)
+    rows = []
+    n_train, n_test = len(data.train_labels), len(data.test_labels)
+    for bank, queries in ((None, None), (min(10_000, n_train // 5), min(5_000, n_test // 2))):
+        cfg = build_config(
+            {"method": "simsiam", "backbone": args.backbone, "batch_size": args.batch_size, "device": args.device,
+             "precision": "bf16", "knn_bank_subset": bank}
+        )  # fmt: skip
+        run = TrainingRun(cfg, data.subset(None, queries))
+        time_knn(run)  # warm-up
+        seconds, acc = time_knn(run)
+        epoch_s = len(data.train_labels) / ours_img_s + seconds
+        rows.append({"bank": bank or len(data.train_labels), "queries": queries or len(data.test_labels),
+                     "knn_time_s": seconds, "knn_share": seconds / epoch_s, "knn_acc": acc})  # fmt: skip
+        print(f"kNN bank {rows[-1]['bank']:>6} queries {rows[-1]['queries']:>6}: {seconds:.3f} s, "
+              f"knn_share {rows[-1]['knn_share']:.3f}", flush=True)  # fmt: skip
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for gpu_check.json")
@@ -144,6 +166,8 @@ def main() -> int:
         (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
 
     eager = report.get("eager", {})
+    if "ours_img_s" in eager:
+        report["knn"] = knn_shares(args, data, eager["ours_img_s"])
     measured = {
         "ours_img_s": eager.get("ours_img_s"),
         "ratio": eager.get("ratio"),

@@ -59,6 +59,9 @@ class TrainConfig(BaseModel):
 
     knn_k: int = Field(200, gt=0, le=10_000)
     knn_temperature: float = Field(0.1, gt=0, le=100)
+    knn_bank_subset: int | None = Field(
+        None, gt=0, description="kNN bank: the first N train images (None = all); a smaller bank is cheaper"
+    )
     collapse_std_threshold: float = Field(
         0.0, ge=0, lt=1, description="stop as collapsed when the embedding std ratio falls below this (0 = off)"
     )

@@ -87,6 +87,9 @@ class TrainingRun:
             raise UsageError(
                 f"batch_size {cfg.batch_size} is larger than the training set ({len(data.train_labels)} images)"
             )
+        if cfg.knn_bank_subset is not None and cfg.knn_bank_subset > len(data.train_labels):
+            n = len(data.train_labels)
+            raise UsageError(f"knn_bank_subset {cfg.knn_bank_subset} is larger than the training set ({n} images)")
         self.local_batch = cfg.batch_size // self.dist.world_size
         self.steps_per_epoch = len(data.train_labels) // cfg.batch_size
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -167,17 +170,18 @@ class TrainingRun:
     # --- evaluation --------------------------------------------------------------------------------
 
     def knn_accuracy(self) -> float:
-        """Weighted kNN top-1 of the frozen backbone. Computed on rank 0 and broadcast to all ranks."""
+        """Weighted kNN top-1 of the frozen backbone, with the first `knn_bank_subset` train images (all by
+        default) as the bank and the whole test split as queries. Computed on rank 0, broadcast to all ranks."""
         acc = torch.zeros(1, dtype=torch.float64)
         if self.dist.is_main:
             bank_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
             kwargs = {"dtype": bank_dtype, "autocast_dtype": self.autocast_dtype}
-            backbone = self.method.backbone
-            train = extract_features(backbone, self.data.train_images, self._plain_on_device, **kwargs)
+            backbone, bank = self.method.backbone, slice(None, self.cfg.knn_bank_subset)
+            train = extract_features(backbone, self.data.train_images[bank], self._plain_on_device, **kwargs)
             test = extract_features(backbone, self.data.test_images, self._plain_on_device, **kwargs)
             acc[0] = knn_accuracy(
                 train,
-                self.data.train_labels,
+                self.data.train_labels[bank],
                 test,
                 self.data.test_labels,
                 self.data.num_classes,

@@ -63,3 +63,21 @@ def test_features_are_normalised_and_mode_restored():
     assert feats.shape == (10, 6)
     torch.testing.assert_close(feats.norm(dim=1), torch.ones(10))
     assert net.training
+
+
+def test_run_uses_the_first_knn_bank_subset_train_images_as_its_bank():
+    from ssl_tune.config import build_config
+    from ssl_tune.data import load_data
+    from ssl_tune.trainer import TrainingRun
+
+    data = load_data("synthetic", image_size=16, train_subset=300, test_subset=60)
+    layer = {"batch_size": 32, "epochs": 1, "device": "cpu", "image_size": 16, "knn_k": 20}
+    full = TrainingRun(build_config(layer), data)
+    small = TrainingRun(build_config({**layer, "knn_bank_subset": 50}), data)
+    feats = {}
+    for name, images in (("train", data.train_images), ("test", data.test_images)):
+        feats[name] = extract_features(full.method.backbone, images, full.views.plain)
+    for run, n in ((full, 300), (small, 50)):  # the same seed: the same random network
+        expected = knn_accuracy(feats["train"][:n], data.train_labels[:n], feats["test"], data.test_labels, 10, 20)
+        assert run.knn_accuracy() == expected, n
+    assert small.knn_accuracy() != full.knn_accuracy()  # so the bank's size shows in the result

@@ -90,6 +90,7 @@ BAD_INPUTS = {
     "ill-typed --set": (["--set", "epochs=many"], "config key 'epochs'"),
     "ill-typed nested --set": (["--set", "method_params.pred_hidden_dim=wide"], "method_params.pred_hidden_dim"),
     "batch larger than subset": (["--batch-size", "1024"], "batch_size 1024 is larger than the training set"),
+    "kNN bank larger than subset": (["--set", "knn_bank_subset=100000"], "knn_bank_subset 100000 is larger"),
     "zero epochs": (["--epochs", "0"], "config key 'epochs': Input should be greater than 0"),
     "negative epochs": (["--epochs", "-3"], "config key 'epochs'"),
     "missing config": (["--config", "{missing}"], "cannot read config"),
