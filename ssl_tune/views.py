@@ -140,8 +140,9 @@ class ViewGenerator:
         x = images.to(self.dtype).div_(255)
         views = []
         for spec in self.specs:
-            for _ in range(spec.count):
-                views.append(self.normalize(augment_batch(x, spec, generator)))
+            # the `count` views of one spec in one batched pass (fewer, larger kernels), then split
+            batch = x if spec.count == 1 else x.repeat(spec.count, 1, 1, 1)
+            views.extend(self.normalize(augment_batch(batch, spec, generator)).chunk(spec.count))
         return views
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from ssl_tune.train import load_run_data
 from ssl_tune.trainer import TrainingRun
 
 # the settings stated in the README (Methods): weak crops and a high lr, small heads for CPU
-# (measured: 23.9 % -> 30.6 % kNN; with a 512-d projector output it was 23.9 % -> 27.6-28.5 %)
+# (measured: 23.85 % -> 29.15 % kNN with seed 0; seeds 1-3 gained 5.4, 5.5 and 2.3 points)
 LEARNING = {
     "method": "simsiam",
     "backbone": "resnet_tiny",
