@@ -45,6 +45,9 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0, le=1)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
     lars_eta: float = Field(0.02, gt=0, le=1)
+    lars_clip_lr: bool = Field(
+        False, description="LARS: effective lr min(lr, trust) (LARC clipping, solo-learn's recipes), not lr x trust"
+    )
     warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
 
     precision: Literal["auto", "bf16", "fp32"] = "auto"

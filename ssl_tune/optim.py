@@ -16,7 +16,9 @@ from ssl_tune.methods.base import ParamGroup
 class LARS(Optimizer):
     """SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017).
 
-    For parameters with `lars_adapt`, the update is scaled by eta * ||w|| / (||g|| + wd * ||w||).
+    For parameters with `lars_adapt`, the update is scaled by the trust ratio eta * ||w|| / (||g|| + wd * ||w||).
+    With `clip_lr` (LARC's clipping mode, as solo-learn's CIFAR recipes) it is scaled by min(trust / lr, 1)
+    instead, so that each parameter's effective learning rate is min(lr, trust).
     Groups built by `build_optimizer` exempt biases and norm weights from adaptation and weight decay,
     as BYOL and SimCLR do. The trust ratio stays on the device (no host sync), and each group's update is
     a few multi-tensor `torch._foreach_*` kernels per device and dtype, not a loop over parameters.
@@ -30,6 +32,7 @@ class LARS(Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.02,
         eps: float = 1e-8,
+        clip_lr: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -37,6 +40,7 @@ class LARS(Optimizer):
             "weight_decay": weight_decay,
             "eta": eta,
             "eps": eps,
+            "clip_lr": clip_lr,
             "lars_adapt": True,
         }
         super().__init__(params, defaults)
@@ -65,6 +69,8 @@ class LARS(Optimizer):
         if group["lars_adapt"]:
             w_norm, g_norm = torch.stack(torch._foreach_norm(params + grads)).view(2, -1)
             trust = eta * w_norm / (g_norm + wd * w_norm + eps)
+            if group.get("clip_lr", False):  # absent from checkpoints written before the option existed
+                trust = (trust / max(group["lr"], 1e-12)).clamp_(max=1.0)
             trust = torch.where((w_norm > 0) & (g_norm > 0), trust, 1.0)
             if d_p is grads:
                 d_p = torch._foreach_mul(grads, list(trust.unbind()))
@@ -95,6 +101,7 @@ def build_optimizer(
     weight_decay: float,
     momentum: float,
     lars_eta: float,
+    lars_clip_lr: bool = False,
 ) -> Optimizer:
     """An optimiser over a method's groups. Each torch group keeps `base_lr` (scaled by batch/256) and
     `fixed_lr`; `set_lr` applies the schedule to the groups that are not fixed."""
@@ -113,7 +120,9 @@ def build_optimizer(
         elif g.params:
             torch_groups.append({**common, "params": g.params, "weight_decay": wd})
     if name == "lars":
-        return LARS(torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta)
+        return LARS(
+            torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta, clip_lr=lars_clip_lr
+        )
     return torch.optim.SGD(torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **_sgd_impl(torch_groups))
 
 

@@ -127,6 +127,7 @@ class TrainingRun:
             weight_decay=cfg.weight_decay,
             momentum=cfg.momentum,
             lars_eta=cfg.lars_eta,
+            lars_clip_lr=cfg.lars_clip_lr,
         )
         self.views = ViewGenerator(
             self.method.view_specs(cfg.augment, data.image_size), data.mean, data.std, channels_last=channels_last

@@ -21,9 +21,10 @@ HYPER = {"lr": 0.5, "momentum": 0.9, "eta": 0.1}
 class ReferenceLARS(Optimizer):
     """The per-parameter loop LARS replaced: the semantics it must keep."""
 
-    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, eta=0.02, eps=1e-8):
+    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, eta=0.02, eps=1e-8, clip_lr=False):
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "eps": eps}
-        super().__init__(params, {**defaults, "lars_adapt": True})
+        super().__init__(params, {**defaults, "lars_adapt": True, "clip_lr": clip_lr})
+        self.clipped = self.unclipped = 0  # how often min(trust / lr, 1) took each side
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -36,6 +37,11 @@ class ReferenceLARS(Optimizer):
                 if group["lars_adapt"]:
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d_p)
                     trust = eta * w_norm / (g_norm + wd * w_norm + eps)
+                    if group["clip_lr"]:  # LARC: the parameter's lr is min(lr, trust)
+                        ratio = trust / group["lr"]
+                        self.clipped += int(ratio > 1)
+                        self.unclipped += int(ratio <= 1)
+                        trust = torch.clamp(ratio, max=1.0)
                     if w_norm == 0 or g_norm == 0:
                         trust = torch.ones_like(trust)
                     d_p = d_p.add(p, alpha=wd).mul(trust)
@@ -92,13 +98,17 @@ def assert_same(a: Tiny, b: Tiny, opt_a: Optimizer, opt_b: Optimizer, atol: floa
             torch.testing.assert_close(sa["momentum_buffer"], sb["momentum_buffer"], atol=atol, rtol=0)
 
 
-def test_lars_matches_per_parameter_reference():
+@pytest.mark.parametrize("clip_lr", [False, True])
+def test_lars_matches_per_parameter_reference(clip_lr):
     torch.manual_seed(0)
     model = Tiny()
     ref_model = copy.deepcopy(model)
-    opt, ref = LARS(lars_groups(model), **HYPER), ReferenceLARS(lars_groups(ref_model), **HYPER)
+    hyper = {**HYPER, "clip_lr": clip_lr}
+    opt, ref = LARS(lars_groups(model), **hyper), ReferenceLARS(lars_groups(ref_model), **hyper)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
     for step in range(6):
+        for group in opt.param_groups + ref.param_groups:  # a changing lr, as under a schedule
+            group["lr"] = 0.05 * (1 + step)
         backward(model, step)
         backward(ref_model, step)
         assert model.dead.grad is not None and not model.dead.grad.any()
@@ -108,6 +118,8 @@ def test_lars_matches_per_parameter_reference():
     # the awkward cases moved (trust 1 where a norm is zero) and the grad-less one did not
     assert model.zero_init.any() and not torch.equal(model.dead, start["dead"])
     assert torch.equal(model.unused, start["unused"]) and model.unused not in opt.state
+    if clip_lr:  # both sides of min(trust / lr, 1) were taken
+        assert ref.clipped > 0 and ref.unclipped > 0, (ref.clipped, ref.unclipped)
 
 
 def test_lars_state_dict_round_trip_and_old_checkpoints():
