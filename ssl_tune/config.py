@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ssl_tune.backbones import BACKBONES
 from ssl_tune.data import DATASETS
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS, get_method
+from ssl_tune.settings import Settings
 from ssl_tune.views import AugmentConfig
 
 MAX_EPOCHS = 100_000
@@ -24,10 +25,10 @@ MAX_BATCH = 1 << 20
 MAX_NUMBER = 1 << 31  # no setting takes a number this large
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Settings):
     """Everything that defines a training run. Serialised whole into each run's config.yaml."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+    model_config = ConfigDict(validate_default=True)
 
     method: str = "simsiam"
     backbone: str = "resnet_tiny"

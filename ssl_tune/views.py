@@ -9,15 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ssl_tune import augment
+from ssl_tune.settings import Settings
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(Settings):
     """Augmentation strengths; the SimCLR CIFAR recipe by default (solo-learn's cifar symmetric_weak)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     crop_min_scale: float = Field(0.08, gt=0, le=1)
     crop_max_scale: float = Field(1.0, gt=0, le=1)

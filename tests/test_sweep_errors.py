@@ -43,6 +43,8 @@ BAD_SPACES = {
         "conditional section 'byol'",
     ),
     "zero samples in file": ({"sweep": {"num_samples": 0}}, "sweep.num_samples"),
+    "boolean for a number": ({"sweep": {"num_samples": True}}, "expected a number, not the boolean True"),
+    "boolean for a fixed number": ({"fixed": {**TINY_FIXED, "epochs": True}}, "expected a number, not the boolean"),
 }
 
 

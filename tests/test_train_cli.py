@@ -88,6 +88,8 @@ BAD_INPUTS = {
     "md5 mismatch": (["--dataset", "cifar10", "--data-dir", "{corrupt}"], "data_batch_3: md5 mismatch"),
     "unknown --set key": (["--set", "learning_rate=0.1"], "unknown config key 'learning_rate'"),
     "ill-typed --set": (["--set", "epochs=many"], "config key 'epochs'"),
+    "boolean for a number": (["--set", "epochs=yes"], "config key 'epochs': expected a number, not the boolean True"),
+    "boolean for a nested number": (["--set", "augment.flip_prob=true"], "'augment.flip_prob': expected a number"),
     "ill-typed nested --set": (["--set", "method_params.pred_hidden_dim=wide"], "method_params.pred_hidden_dim"),
     "batch larger than subset": (["--batch-size", "1024"], "batch_size 1024 is larger than the training set"),
     "kNN bank larger than subset": (["--set", "knn_bank_subset=100000"], "knn_bank_subset 100000 is larger"),

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ssl_tune.ema import ema_update
 from ssl_tune.errors import UsageError
+from ssl_tune.settings import Settings
 from ssl_tune.views import AugmentConfig, ViewSpec, two_views
 
 
@@ -56,10 +56,8 @@ class ParamGroup:
     weight_decay: float | None = None
 
 
-class MethodParams(BaseModel):
+class MethodParams(Settings):
     """Base of each method's own hyperparameters (strict: unknown keys are errors)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Method(nn.Module):

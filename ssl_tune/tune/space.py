@@ -30,11 +30,14 @@ from ssl_tune.config import (
 )
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS
+from ssl_tune.settings import Settings
 
 Scalar = int | float | str | bool
 
 
 class _Dist(BaseModel):
+    """A distribution's keys. Not a `Settings`: its `type` discriminator takes no field validators."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
@@ -93,17 +96,13 @@ def _check_order(low: float, high: float) -> None:
         raise ValueError(f"low equals high ({low}): use `fixed` for a constant")
 
 
-class AshaSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class AshaSettings(Settings):
     grace_period: int = Field(1, ge=1, le=MAX_EPOCHS)
     reduction_factor: float = Field(2.0, gt=1, le=100)
     max_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
 
 
-class SweepSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class SweepSettings(Settings):
     num_samples: int = Field(8, ge=1, le=100_000)
     max_concurrent: int | None = Field(None, ge=1, le=100_000)
     workers_per_trial: int = Field(1, ge=1, le=1024)
@@ -113,10 +112,8 @@ class SweepSettings(BaseModel):
     seed: int = Field(0, ge=0, lt=2**31)  # Optuna's sampler takes 32-bit seeds
 
 
-class SearchSpace(BaseModel):
+class SearchSpace(Settings):
     """A validated search-space file."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     description: str = ""
     fixed: dict[str, Any] = Field(default_factory=dict)
