@@ -65,30 +65,25 @@ class LARS(Optimizer):
         """One group's update for parameters on one device and of one dtype, in a few multi-tensor kernels."""
         wd, eta, eps = group["weight_decay"], group["eta"], group["eps"]
         grads = [p.grad for p in params]
-        d_p = torch._foreach_add(grads, params, alpha=wd) if wd else grads
+        d_p = torch._foreach_add(grads, params, alpha=wd)  # g + wd * w, a fresh tensor per parameter
         if group["lars_adapt"]:
             w_norm, g_norm = torch.stack(torch._foreach_norm(params + grads)).view(2, -1)
             trust = eta * w_norm / (g_norm + wd * w_norm + eps)
             if group.get("clip_lr", False):  # absent from checkpoints written before the option existed
                 trust = (trust / max(group["lr"], 1e-12)).clamp_(max=1.0)
             trust = torch.where((w_norm > 0) & (g_norm > 0), trust, 1.0)
-            if d_p is grads:
-                d_p = torch._foreach_mul(grads, list(trust.unbind()))
-            else:
-                torch._foreach_mul_(d_p, list(trust.unbind()))  # 0-dim scales: stays on the device
-        bufs, new = [], []
+            torch._foreach_mul_(d_p, list(trust.unbind()))  # 0-dim scales: stays on the device
+        bufs, old_d = [], []
         for p, d in zip(params, d_p, strict=True):
             buf = self.state[p].get("momentum_buffer")
             if buf is None:  # first step: the buffer starts as d_p
-                new.append((p, d))
+                self.state[p]["momentum_buffer"] = d
             else:
-                bufs.append((buf, d))
+                bufs.append(buf)
+                old_d.append(d)
         if bufs:
-            old_bufs, old_d = map(list, zip(*bufs, strict=True))
-            torch._foreach_mul_(old_bufs, group["momentum"])
-            torch._foreach_add_(old_bufs, old_d)
-        for p, d in new:  # d_p is ours unless it is the grads themselves
-            self.state[p]["momentum_buffer"] = torch.clone(d) if d_p is grads else d
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, old_d)
         torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params], alpha=-group["lr"])
 
 

@@ -107,10 +107,20 @@ def test_output_ranges_dtypes_and_shapes():
         views = gen(x, torch.Generator().manual_seed(0))
         assert len(views) == count == gen.num_views
         for v in views:
-            assert v.dtype == torch.float32
+            assert v.dtype == torch.float32 and v.shape[0] == 8
             assert v.min() >= 0.0 and v.max() <= 1.0
         if count == 6:
             assert views[0].shape[-1] == 32 and views[2].shape[-1] == 12
+
+
+def test_views_made_in_one_pass_differ_for_every_image():
+    # the `count` views of a spec come from one augment_batch over a repeated batch: each copy draws its own
+    x = (images(8) * 255).to(torch.uint8)
+    aug = AugmentConfig(num_local_crops=3)
+    views = ViewGenerator(multi_crop(aug, 32), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))(x, torch.Generator().manual_seed(0))
+    for a, b in [(0, 1), (2, 3), (2, 4), (3, 4)]:
+        for i in range(8):
+            assert not torch.allclose(views[a][i], views[b][i]), (a, b, i)
 
 
 def test_asymmetric_pair_differs_in_solarize():

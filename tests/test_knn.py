@@ -3,7 +3,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssl_tune.config import build_config
+from ssl_tune.data import load_data
 from ssl_tune.knn import extract_features, knn_accuracy, knn_predict
+from ssl_tune.trainer import TrainingRun
 
 
 def direct_weighted_knn(train, train_labels, test, num_classes, k, t):
@@ -66,10 +69,6 @@ def test_features_are_normalised_and_mode_restored():
 
 
 def test_run_uses_the_first_knn_bank_subset_train_images_as_its_bank():
-    from ssl_tune.config import build_config
-    from ssl_tune.data import load_data
-    from ssl_tune.trainer import TrainingRun
-
     data = load_data("synthetic", image_size=16, train_subset=300, test_subset=60)
     layer = {"batch_size": 32, "epochs": 1, "device": "cpu", "image_size": 16, "knn_k": 20}
     full = TrainingRun(build_config(layer), data)
