@@ -29,12 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssl_tune.bench import BenchRequest, check_request, format_report, run_bench, time_knn
 from ssl_tune.config import build_config
 from ssl_tune.data import ImageData, load_data
 from ssl_tune.data.synthetic import NUM_CLASSES, generate
+from ssl_tune.engine.run import TrainingRun
 from ssl_tune.methods import METHODS
-from ssl_tune.trainer import TrainingRun
+from ssl_tune.tools.bench import BenchRequest, check_request, format_report, run_bench, time_knn
 
 TARGETS = {  # issue 6, for one H100 (dense bf16 ~990 TFLOP/s; an H200 has the same tensor cores)
     "ours_img_s": (">=", 40_000),

@@ -78,7 +78,7 @@ def train_config_from_args(args: argparse.Namespace, base: dict[str, Any] | None
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ssl_tune.train import saved_config, train
+    from ssl_tune.engine.run_dir import saved_config, train
 
     base = None
     if args.resume:
@@ -198,7 +198,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from ssl_tune.report import HTML_FILE, report
+    from ssl_tune.tune.report import HTML_FILE, report
 
     done = report(args.sweep, args.out, force=args.force)
     best = done["best"]
@@ -238,7 +238,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from ssl_tune.bench import BenchRequest, check_request, format_report, run_bench, write_json
+    from ssl_tune.tools.bench import BenchRequest, check_request, format_report, run_bench, write_json
 
     names = [f.name for f in fields(BenchRequest) if f.name != "overrides"]
     request = BenchRequest(**{k: getattr(args, k) for k in names}, overrides=tuple(args.overrides))
@@ -272,7 +272,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cluster_check(args: argparse.Namespace) -> int:
-    from ssl_tune.cluster import check_file
+    from ssl_tune.tools.cluster_check import check_file
 
     failed = False
     for path in args.files:
@@ -313,9 +313,9 @@ def _run_data_pack(args: argparse.Namespace) -> int:
     from ssl_tune.data import DATASETS, load_data
     from ssl_tune.data.parquet import check_output, resolve_location, write_dataset
 
-    sources = sorted(set(DATASETS) - {"parquet"})
+    sources = [name for name in DATASETS if name != "parquet"]
     if args.source not in sources:
-        raise UsageError(f"unknown --source '{args.source}' (choose from {', '.join(sources)})")
+        raise UsageError(f"--source: {DATASETS.unknown(args.source, among=sources)}")
     for flag in ("shard_size", "image_size", "train_subset", "test_subset"):
         value = getattr(args, flag)
         if value is not None and value <= 0:

@@ -13,10 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ssl_tune.backbones import BACKBONES
-from ssl_tune.data import DATASETS
+from ssl_tune.data import DATASETS, ImageData, load_data
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS, get_method
+from ssl_tune.models.backbones import BACKBONES
 from ssl_tune.settings import Settings
 from ssl_tune.views import AugmentConfig
 
@@ -88,14 +88,14 @@ class TrainConfig(Settings):
     @classmethod
     def _known_backbone(cls, v: str) -> str:
         if v not in BACKBONES:
-            raise ValueError(f"unknown backbone '{v}' (choose from {', '.join(BACKBONES)})")
+            raise ValueError(BACKBONES.unknown(v))
         return v
 
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
         if v not in DATASETS:
-            raise ValueError(f"unknown dataset '{v}' (choose from {', '.join(sorted(DATASETS))})")
+            raise ValueError(DATASETS.unknown(v))
         return v
 
     @model_validator(mode="after")
@@ -112,12 +112,20 @@ class TrainConfig(Settings):
     def method_param_model(self) -> Any:
         return get_method(self.method).Params.model_validate(self.method_params)
 
-    def scaled_lr(self, base: float | None = None) -> float:
-        """The learning rate used: base lr x batch_size / 256."""
-        return (self.lr if base is None else base) * self.batch_size / 256
-
     def to_yaml_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def load_run_data(cfg: TrainConfig) -> ImageData:
+    """The dataset a run config names, with its subsets. Raises UsageError."""
+    return load_data(
+        cfg.dataset,
+        cfg.data_dir,
+        download=cfg.download,
+        image_size=cfg.image_size,
+        train_subset=cfg.train_subset,
+        test_subset=cfg.test_subset,
+    )
 
 
 # --- building a config ----------------------------------------------------------------------------
@@ -206,8 +214,8 @@ def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
     if not isinstance(method, str):
         raise UsageError(f"config key 'method': must be a method name (got {method!r})")
     if method not in METHODS:
-        raise UsageError(f"config key 'method': unknown method '{method}' (choose from {', '.join(sorted(METHODS))})")
-    merged = deep_merge(METHODS[method].train_defaults, merged)
+        raise UsageError(f"config key 'method': {METHODS.unknown(method)}")
+    merged = deep_merge(METHODS.get(method).train_defaults, merged)
     _reject_bad_sections(merged)
     try:
         cfg = TrainConfig.model_validate(merged)

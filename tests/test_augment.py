@@ -4,8 +4,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ssl_tune import augment
-from ssl_tune.views import AugmentConfig, ViewGenerator, asymmetric_views, augment_batch, multi_crop, two_views
+from ssl_tune.views import AugmentConfig, ViewGenerator, asymmetric_views, augment_batch, multi_crop, ops, two_views
 
 
 def images(n=6, size=32, seed=0):
@@ -17,7 +16,7 @@ def images(n=6, size=32, seed=0):
 
 def test_crop_boxes_are_per_sample_and_inside_the_image():
     g = torch.Generator().manual_seed(0)
-    boxes = augment.sample_crop_boxes(512, 32, 40, (0.08, 1.0), generator=g)
+    boxes = ops.sample_crop_boxes(512, 32, 40, (0.08, 1.0), generator=g)
     top, left, h, w = boxes.unbind(1)
     assert (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 40).all()
     assert (h >= 1).all() and (w >= 1).all()
@@ -32,7 +31,7 @@ def test_resized_crop_matches_torchvision_crop_box():
         [[0, 0, 32, 32], [4, 6, 20, 24], [10, 3, 16, 16], [0, 16, 32, 16], [5, 5, 8, 10], [12, 1, 20, 30]],
         dtype=torch.float32,
     )
-    out = augment.resized_crop(x, boxes, 32)
+    out = ops.resized_crop(x, boxes, 32)
     for i, (t, le, h, w) in enumerate(boxes.int().tolist()):
         ref = TF.resized_crop(x[i], t, le, h, w, [32, 32], antialias=False)
         # identical inside; bilinear taps at the crop's border may reach one pixel past it
@@ -45,8 +44,8 @@ def test_flip_matches_torchvision():
     x = images()
     boxes = torch.tensor([[4.0, 6.0, 20.0, 24.0]]).expand(6, 4)
     flip = torch.tensor([True, False, True, False, True, True])
-    out = augment.resized_crop(x, boxes, 32, flip)
-    plain = augment.resized_crop(x, boxes, 32)
+    out = ops.resized_crop(x, boxes, 32, flip)
+    plain = ops.resized_crop(x, boxes, 32)
     for i in range(6):
         expected = TF.horizontal_flip(plain[i]) if flip[i] else plain[i]
         torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=0)
@@ -55,10 +54,10 @@ def test_flip_matches_torchvision():
 @pytest.mark.parametrize(
     ("ours", "theirs", "factors"),
     [
-        (augment.adjust_brightness, TF.adjust_brightness, [0.6, 1.0, 1.4, 0.7, 1.2, 0.9]),
-        (augment.adjust_contrast, TF.adjust_contrast, [0.6, 1.0, 1.4, 0.7, 1.2, 0.0]),
-        (augment.adjust_saturation, TF.adjust_saturation, [0.6, 1.0, 1.4, 0.0, 1.2, 0.9]),
-        (augment.adjust_hue, TF.adjust_hue, [-0.1, 0.0, 0.1, 0.5, -0.5, 0.05]),
+        (ops.adjust_brightness, TF.adjust_brightness, [0.6, 1.0, 1.4, 0.7, 1.2, 0.9]),
+        (ops.adjust_contrast, TF.adjust_contrast, [0.6, 1.0, 1.4, 0.7, 1.2, 0.0]),
+        (ops.adjust_saturation, TF.adjust_saturation, [0.6, 1.0, 1.4, 0.0, 1.2, 0.9]),
+        (ops.adjust_hue, TF.adjust_hue, [-0.1, 0.0, 0.1, 0.5, -0.5, 0.05]),
     ],
 )
 def test_colour_jitter_ops_match_torchvision(ours, theirs, factors):
@@ -70,11 +69,11 @@ def test_colour_jitter_ops_match_torchvision(ours, theirs, factors):
 
 def test_grayscale_and_solarize_match_torchvision():
     x = images()
-    gray = augment.grayscale(x)
+    gray = ops.grayscale(x)
     for i in range(6):
         torch.testing.assert_close(gray[i], TF.rgb_to_grayscale(x[i]), atol=1e-6, rtol=0)
     apply = torch.tensor([True, False] * 3)
-    sol = augment.solarize(x, apply)
+    sol = ops.solarize(x, apply)
     for i in range(6):
         torch.testing.assert_close(sol[i], TF.solarize(x[i], 0.5) if apply[i] else x[i])
 
@@ -82,7 +81,7 @@ def test_grayscale_and_solarize_match_torchvision():
 def test_blur_close_to_torchvision():
     x = images()
     sigma = torch.tensor([0.1, 0.5, 1.0, 1.5, 2.0, 0.8])
-    out = augment.gaussian_blur(x, sigma, 5)
+    out = ops.gaussian_blur(x, sigma, 5)
     for i in range(6):
         ref = TF.gaussian_blur(x[i], [5, 5], [float(sigma[i])] * 2)
         assert (out[i] - ref).abs().max() < 1e-5

@@ -20,8 +20,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ssl_tune import augment
-from ssl_tune.views import AugmentConfig, augment_batch, two_views
+from ssl_tune.views import AugmentConfig, augment_batch, ops, two_views
 
 ATOL = 1e-5
 HUE_ATOL = 3e-5
@@ -54,7 +53,7 @@ def _ks_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 )
 def test_crop_boxes_have_torchvisions_distribution(height, width, scale):
     n = 4000
-    ours = augment.sample_crop_boxes(n, height, width, scale, generator=torch.Generator().manual_seed(1))
+    ours = ops.sample_crop_boxes(n, height, width, scale, generator=torch.Generator().manual_seed(1))
     rrc = v2.RandomResizedCrop(height, scale=scale)
     torch.manual_seed(2)
     theirs = []
@@ -90,7 +89,7 @@ def test_crop_box_fallback_is_torchvisions_centre_crop(height, width):
     rrc = v2.RandomResizedCrop(16, scale=scale)
     p = rrc.make_params([torch.empty(3, height, width)])
     expected = torch.tensor([p["top"], p["left"], p["height"], p["width"]], dtype=torch.float32)
-    boxes = augment.sample_crop_boxes(64, height, width, scale, generator=torch.Generator().manual_seed(0))
+    boxes = ops.sample_crop_boxes(64, height, width, scale, generator=torch.Generator().manual_seed(0))
     assert torch.equal(boxes, expected.expand(64, 4))
 
 
@@ -102,9 +101,9 @@ def test_resized_crop_and_flip_equal_torchvision_on_the_whole_output(height, wid
     n = 48
     x = noise_images(n, height, width)
     g = torch.Generator().manual_seed(3)
-    boxes = augment.sample_crop_boxes(n, height, width, (0.08, 1.0), generator=g)
+    boxes = ops.sample_crop_boxes(n, height, width, (0.08, 1.0), generator=g)
     flip = torch.rand(n, generator=g) < 0.5
-    out = augment.resized_crop(x, boxes, size, flip)
+    out = ops.resized_crop(x, boxes, size, flip)
     assert out.shape == (n, 3, size, size) and out.dtype == x.dtype
     upsampled = 0
     for i, (top, left, h, w) in enumerate(boxes.int().tolist()):
@@ -134,13 +133,13 @@ def _factors(n: int, strength: float, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize(
     ("ours", "theirs", "factors", "atol"),
     [
-        (augment.adjust_brightness, TF.adjust_brightness, _factors(32, JITTER.brightness, 0), ATOL),
-        (augment.adjust_contrast, TF.adjust_contrast, _factors(32, JITTER.contrast, 1), ATOL),
-        (augment.adjust_saturation, TF.adjust_saturation, _factors(32, JITTER.saturation, 2), ATOL),
-        (augment.adjust_hue, TF.adjust_hue, _factors(32, JITTER.hue, 3) - 1, HUE_ATOL),
-        (augment.adjust_hue, TF.adjust_hue, torch.linspace(-0.5, 0.5, 32), HUE_ATOL),  # the whole hue circle
-        (augment.adjust_contrast, TF.adjust_contrast, torch.linspace(0, 2, 32), ATOL),  # beyond the recipes
-        (augment.adjust_saturation, TF.adjust_saturation, torch.linspace(0, 2, 32), ATOL),
+        (ops.adjust_brightness, TF.adjust_brightness, _factors(32, JITTER.brightness, 0), ATOL),
+        (ops.adjust_contrast, TF.adjust_contrast, _factors(32, JITTER.contrast, 1), ATOL),
+        (ops.adjust_saturation, TF.adjust_saturation, _factors(32, JITTER.saturation, 2), ATOL),
+        (ops.adjust_hue, TF.adjust_hue, _factors(32, JITTER.hue, 3) - 1, HUE_ATOL),
+        (ops.adjust_hue, TF.adjust_hue, torch.linspace(-0.5, 0.5, 32), HUE_ATOL),  # the whole hue circle
+        (ops.adjust_contrast, TF.adjust_contrast, torch.linspace(0, 2, 32), ATOL),  # beyond the recipes
+        (ops.adjust_saturation, TF.adjust_saturation, torch.linspace(0, 2, 32), ATOL),
     ],
 )
 def test_colour_ops_equal_torchvision_per_sample(ours, theirs, factors, atol):
@@ -153,7 +152,7 @@ def test_colour_ops_equal_torchvision_per_sample(ours, theirs, factors, atol):
 
 def test_grayscale_equals_torchvision_three_channel_output():
     x = noise_images(8)
-    gray = augment.grayscale(x)
+    gray = ops.grayscale(x)
     assert gray.shape == (8, 1, 32, 32)
     for i in range(8):
         # augment_batch expands the luma to 3 channels, as RandomGrayscale keeps the channel count
@@ -167,7 +166,7 @@ def test_solarize_equals_torchvision_at_the_threshold(threshold):
     t = torch.tensor(threshold)
     x[:, :, 2, :3] = torch.stack([t, torch.nextafter(t, torch.tensor(0.0)), torch.nextafter(t, torch.tensor(1.0))])
     apply = torch.tensor([True, False, True, True, False, True])
-    out = augment.solarize(x, apply, threshold)
+    out = ops.solarize(x, apply, threshold)
     for i in range(6):
         ref = TF.solarize(x[i], threshold) if apply[i] else x[i]
         torch.testing.assert_close(out[i], ref, atol=0, rtol=0)
@@ -177,13 +176,13 @@ def test_solarize_equals_torchvision_at_the_threshold(threshold):
 def test_blur_equals_torchvision_at_the_recipes_kernel_sizes(image_size, side):
     # the kernel is the same 1-D Gaussian as torchvision's; ours is applied separably (two 1-D passes with
     # reflect padding), torchvision's as its 2-D outer product: equal up to float rounding
-    k = augment.blur_kernel_size(image_size)  # 3, 9, 23
+    k = ops.blur_kernel_size(image_size)  # 3, 9, 23
     n = 12
     x = noise_images(n, side, side)
     sigma = torch.cat(
         [torch.tensor([0.1, 2.0]), 0.1 + 1.9 * torch.rand(n - 2, generator=torch.Generator().manual_seed(4))]
     )
-    out = augment.gaussian_blur(x, sigma, k)
+    out = ops.gaussian_blur(x, sigma, k)
     assert out.shape == x.shape and out.dtype == x.dtype
     worst = 0.0
     for i in range(n):
@@ -195,16 +194,16 @@ def test_blur_equals_torchvision_at_the_recipes_kernel_sizes(image_size, side):
 # --- dtypes and ranges -----------------------------------------------------------------------------
 
 OPS = {
-    "resized_crop": lambda x, u: augment.resized_crop(
-        x, augment.sample_crop_boxes(len(x), 16, 16, (0.08, 1)), 16, u < 0.5
+    "resized_crop": lambda x, u: ops.resized_crop(
+        x, ops.sample_crop_boxes(len(x), 16, 16, (0.08, 1)), 16, u < 0.5
     ),
-    "brightness": lambda x, u: augment.adjust_brightness(x, 2 * u),
-    "contrast": lambda x, u: augment.adjust_contrast(x, 2 * u),
-    "saturation": lambda x, u: augment.adjust_saturation(x, 2 * u),
-    "hue": lambda x, u: augment.adjust_hue(x, u - 0.5),
-    "grayscale": lambda x, u: augment.grayscale(x),
-    "blur": lambda x, u: augment.gaussian_blur(x, 0.1 + 1.9 * u, 5),
-    "solarize": lambda x, u: augment.solarize(x, u < 0.5),
+    "brightness": lambda x, u: ops.adjust_brightness(x, 2 * u),
+    "contrast": lambda x, u: ops.adjust_contrast(x, 2 * u),
+    "saturation": lambda x, u: ops.adjust_saturation(x, 2 * u),
+    "hue": lambda x, u: ops.adjust_hue(x, u - 0.5),
+    "grayscale": lambda x, u: ops.grayscale(x),
+    "blur": lambda x, u: ops.gaussian_blur(x, 0.1 + 1.9 * u, 5),
+    "solarize": lambda x, u: ops.solarize(x, u < 0.5),
 }
 
 
@@ -288,7 +287,7 @@ def test_blur_probability_and_distinct_sigmas_per_sample():
     # a sigma near 0.1 barely blurs: the share of sigmas in U(0.1, 2) whose blur changes a checkerboard by
     # more than 1e-3 (1 - c^2 - 4 w^2 for the 3-tap kernel [w, c, w]), times blur_prob
     sigmas = 0.1 + 1.9 * (torch.arange(100_000) + 0.5) / 100_000
-    k = augment.gaussian_kernels(sigmas, augment.blur_kernel_size(16))
+    k = ops.gaussian_kernels(sigmas, ops.blur_kernel_size(16))
     visible = float((1 - k[:, 1] ** 2 - 4 * k[:, 0] ** 2 > 1e-3).float().mean())
     blurred = change > 1e-3
     assert abs(float(blurred.float().mean()) - 0.5 * visible) < _bound(0.5 * visible)

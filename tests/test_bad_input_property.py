@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from ssl_tune.backbones import BACKBONES
 from ssl_tune.cli import main
 from ssl_tune.config import TrainConfig
 from ssl_tune.data import DATASETS
 from ssl_tune.methods import METHODS, get_method
+from ssl_tune.models.backbones import BACKBONES
 from ssl_tune.tune.space import AshaSettings, SweepSettings
 from ssl_tune.views import AugmentConfig
 from tests.sweep_helpers import TINY_FIXED

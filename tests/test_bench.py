@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from ssl_tune.backbones import build_backbone
-from ssl_tune.bench import BaselineViews, BenchRequest, run_bench
 from ssl_tune.cli import main
 from ssl_tune.config import build_config
 from ssl_tune.methods import METHODS, get_method
+from ssl_tune.models.backbones import build_backbone
+from ssl_tune.tools.bench import BaselineViews, BenchRequest, run_bench
 from ssl_tune.views import ViewGenerator
 from tests.conftest import SMALL_SIMSIAM
 

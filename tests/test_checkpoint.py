@@ -11,12 +11,13 @@ import time
 import pytest
 import torch
 
-from ssl_tune.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
+from ssl_tune.storage import atomic_write
 from tests.conftest import REPO
 
 WRITER = """
 import sys, torch
-from ssl_tune.checkpoint import save_checkpoint
+from ssl_tune.engine.checkpoint import save_checkpoint
 path = sys.argv[1]
 i = 0
 while True:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ssl_tune.cli import main
-from ssl_tune.cluster import installed_ray_version, launcher_summary, prepare_and_validate
+from ssl_tune.tools.cluster_check import installed_ray_version, launcher_summary, prepare_and_validate
 from tests.conftest import REPO
 
 CLUSTER = REPO / "cluster"

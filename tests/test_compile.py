@@ -8,7 +8,7 @@ import torch
 
 from ssl_tune.config import build_config
 from ssl_tune.data import load_data
-from ssl_tune.trainer import TrainingRun
+from ssl_tune.engine.run import TrainingRun
 from tests.conftest import SMALL_SIMSIAM
 
 

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 from ssl_tune.config import build_config
 from ssl_tune.data import load_data
-from ssl_tune.knn import extract_features, knn_accuracy, knn_predict
-from ssl_tune.trainer import TrainingRun
+from ssl_tune.engine.knn import extract_features, knn_accuracy, knn_predict
+from ssl_tune.engine.run import TrainingRun
 
 
 def direct_weighted_knn(train, train_labels, test, num_classes, k, t):

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_tune import losses
-from ssl_tune.ema import cosine_momentum, ema_update
 from ssl_tune.methods.base import Progress
+from ssl_tune.models.ema import cosine_momentum, ema_update
 
 torch.manual_seed(0)
 
@@ -227,8 +227,8 @@ def test_ema_update_follows_the_formula_with_the_scheduled_momentum():
 
 
 def test_methods_apply_their_scheduled_ema_after_each_step():
-    from ssl_tune.backbones import build_backbone
     from ssl_tune.methods import get_method
+    from ssl_tune.models.backbones import build_backbone
 
     cls = get_method("byol")
     method = cls(
@@ -248,8 +248,8 @@ def test_methods_apply_their_scheduled_ema_after_each_step():
 
 
 def test_dino_centre_is_an_ema_of_the_teacher_batch_mean():
-    from ssl_tune.backbones import build_backbone
     from ssl_tune.methods import get_method
+    from ssl_tune.models.backbones import build_backbone
 
     cls = get_method("dino")
     method = cls(

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from ssl_tune.cli import main
-from ssl_tune.config import build_config
+from ssl_tune.config import build_config, load_run_data
+from ssl_tune.engine.run import TrainingRun
 from ssl_tune.methods import METHODS
-from ssl_tune.train import load_run_data
-from ssl_tune.trainer import TrainingRun
 
 # small heads so that CPU tests spend their time in the backbone; only the keys a method has are used
 SMALL_HEADS = {
@@ -119,8 +118,8 @@ def test_swav_prototypes_stay_normalised_and_frozen_at_first():
 
 
 def test_dino_teacher_temperature_warms_up_and_last_layer_is_frozen_in_epoch_one():
-    from ssl_tune.backbones import build_backbone
     from ssl_tune.methods.base import Progress
+    from ssl_tune.models.backbones import build_backbone
 
     cls = METHODS["dino"]
     method = cls(build_backbone("resnet_tiny", 32), cls.Params(**small_params("dino"),

@@ -16,8 +16,8 @@ import torch
 
 from ssl_tune.config import build_config
 from ssl_tune.data import load_data
+from ssl_tune.engine.run import TrainingRun
 from ssl_tune.methods import METHODS
-from ssl_tune.trainer import TrainingRun
 from tests.test_methods import small_params
 
 HOST_READS = ("item", "tolist", "numpy", "nonzero", "__bool__", "__int__", "__float__", "__index__")

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from ssl_tune.engine.optim import LARS, _sgd_impl, build_optimizer, lr_factor, set_lr
 from ssl_tune.methods.base import ParamGroup
-from ssl_tune.optim import LARS, _sgd_impl, build_optimizer, lr_factor, set_lr
 
 HYPER = {"lr": 0.5, "momentum": 0.9, "eta": 0.1}
 

@@ -110,7 +110,7 @@ def test_bad_input_is_refused(packed, tmp_path, capsys):
     assert sorted(p.relative_to(packed) for p in packed.rglob("*")) == before
 
     bad = [
-        (["--source", "parquet", "--out", str(tmp_path / "a")], "unknown --source 'parquet'"),
+        (["--source", "parquet", "--out", str(tmp_path / "a")], "--source: unknown dataset 'parquet'"),
         (["--source", "synthetic", "--out", str(tmp_path / "b"), "--shard-size", "0"], "--shard-size must be"),
         (["--source", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "c")], "no cifar10 in"),
     ]

@@ -10,7 +10,7 @@ import torch
 from ssl_tune.config import build_config
 from ssl_tune.data import load_data
 from ssl_tune.data.placement import ResidentBatches, StreamedBatches, choose_placement, place_images
-from ssl_tune.trainer import TrainingRun
+from ssl_tune.engine.run import TrainingRun
 
 
 def test_both_sources_yield_the_same_batches_in_order():

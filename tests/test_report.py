@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from ssl_tune.cli import main
-from ssl_tune.report import HTML_FILE, IMPORTANCE_PLOT, KNN_PLOT, PARAMS_PLOT, STATUS_LABEL, STATUS_STYLE
+from ssl_tune.tune.report import HTML_FILE, IMPORTANCE_PLOT, KNN_PLOT, PARAMS_PLOT, STATUS_LABEL, STATUS_STYLE
 from ssl_tune.tune.results import load_sweep
 from tests.sweep_helpers import run_cli, sweep_cmd, write_space
 
@@ -90,7 +90,7 @@ def test_report_writes_valid_pngs_and_one_self_contained_page(sweep_dir, tmp_pat
 
 
 def test_knn_plot_marks_how_each_trial_ended(sweep_dir):
-    from ssl_tune.report import knn_figure
+    from ssl_tune.tune.report import knn_figure
 
     sweep = load_sweep(str(sweep_dir))
     fig = knn_figure(sweep)
@@ -118,7 +118,7 @@ def test_knn_plot_marks_how_each_trial_ended(sweep_dir):
 
 
 def test_param_plot_has_a_log_axis_for_loguniform_and_category_positions(sweep_dir):
-    from ssl_tune.report import params_figure
+    from ssl_tune.tune.report import params_figure
 
     axes = {ax.get_xlabel(): ax for ax in params_figure(load_sweep(str(sweep_dir))).axes if ax.get_visible()}
     assert set(axes) == {"lr (log)", "weight_decay (log)", "collapse_std_threshold", "inject_nan_from_epoch"}

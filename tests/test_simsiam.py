@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from ssl_tune.config import build_config
-from ssl_tune.train import load_run_data
-from ssl_tune.trainer import TrainingRun
+from ssl_tune.config import build_config, load_run_data
+from ssl_tune.engine.run import TrainingRun
 
 # the settings stated in the README (Methods): weak crops and a high lr, small heads for CPU
 # (measured: 23.85 % -> 29.15 % kNN with seed 0; seeds 1-3 gained 5.4, 5.5 and 2.3 points)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ssl_tune.errors import UsageError
+from ssl_tune.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,13 @@ class DataRequest:
 
 
 Loader = Callable[[DataRequest], ImageData]
-DATASETS: dict[str, Loader] = {}
+DATASETS = Registry[Loader]("dataset")
 SHARDED: set[str] = set()  # loaders that can read one rank's part of the train split
 
 
 def register_dataset(name: str, *, sharded: bool = False) -> Callable[[Loader], Loader]:
     def add(fn: Loader) -> Loader:
-        DATASETS[name] = fn
+        DATASETS.add(name, fn)
         if sharded:
             SHARDED.add(name)
         return fn
@@ -97,8 +98,7 @@ def load_data(
     With `shard=(rank, world_size)` a sharded loader returns only this rank's part of the (subset) train
     split, and the whole test split.
     """
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset '{name}' (choose from {', '.join(sorted(DATASETS))})")
+    loader = DATASETS.get(name)
     if shard is not None:
         rank, world_size = shard
         if name not in SHARDED:
@@ -115,7 +115,7 @@ def load_data(
         shard=shard,
     )
     # a sharded loader takes train_subset itself, from the global order, before it keeps this rank's part
-    return DATASETS[name](request).subset(None if shard else train_subset, test_subset)
+    return loader(request).subset(None if shard else train_subset, test_subset)
 
 
 def require_dir(request: DataRequest, dataset: str) -> Path:

@@ -10,9 +10,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ssl_tune.heads import mlp
 from ssl_tune.losses import barlow_twins
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
+from ssl_tune.models.heads import mlp
 
 
 class BarlowTwinsParams(MethodParams):

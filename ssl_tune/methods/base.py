@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ssl_tune.ema import ema_update
-from ssl_tune.errors import UsageError
+from ssl_tune.models.ema import ema_update
+from ssl_tune.registry import Registry
 from ssl_tune.settings import Settings
 from ssl_tune.views import AugmentConfig, ViewSpec, two_views
 
@@ -28,9 +28,6 @@ class Progress:
         """Share of training done, in [0, 1]."""
         return self.step / max(1, self.total_steps)
 
-    @property
-    def epoch_float(self) -> float:
-        return self.step / max(1, self.steps_per_epoch)
 
 
 @dataclass
@@ -107,15 +104,14 @@ class Method(nn.Module):
                 ema_update(target, online, tau)
 
 
-METHODS: dict[str, type[Method]] = {}
+METHODS = Registry[type[Method]]("method")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    METHODS[cls.name] = cls
+    """Class decorator: registers a `Method` subclass under its `name`."""
+    METHODS.add(cls.name, cls)
     return cls
 
 
 def get_method(name: str) -> type[Method]:
-    if name not in METHODS:
-        raise UsageError(f"unknown method '{name}' (choose from {', '.join(sorted(METHODS))})")
-    return METHODS[name]
+    return METHODS.get(name)

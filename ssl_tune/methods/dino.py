@@ -15,10 +15,11 @@ import torch.distributed as dist
 from pydantic import Field
 from torch import nn
 
-from ssl_tune.ema import cosine_momentum, frozen_copy
-from ssl_tune.heads import DINOHead
+from ssl_tune.distributed import rank_and_size
 from ssl_tune.losses import dino, mean_entropy
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
+from ssl_tune.models.ema import cosine_momentum, frozen_copy
+from ssl_tune.models.heads import DINOHead
 from ssl_tune.views import AugmentConfig, ViewSpec, multi_crop
 
 
@@ -89,9 +90,10 @@ class DINO(Method):
         """center <- m·center + (1 - m)·(batch mean of the teacher outputs, over all ranks)."""
         batch_sum = teacher_output.float().sum(dim=0, keepdim=True)
         count = teacher_output.shape[0]
-        if dist.is_available() and dist.is_initialized():
+        _, world_size = rank_and_size()
+        if world_size > 1:
             dist.all_reduce(batch_sum)
-            count *= dist.get_world_size()
+            count *= world_size
         m = self.params.center_momentum
         self.center.mul_(m).add_(batch_sum / count, alpha=1 - m)
 

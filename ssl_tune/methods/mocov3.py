@@ -12,10 +12,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ssl_tune.ema import cosine_momentum, frozen_copy
-from ssl_tune.heads import mlp
 from ssl_tune.losses import moco_v3_contrastive
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
+from ssl_tune.models.ema import cosine_momentum, frozen_copy
+from ssl_tune.models.heads import mlp
 from ssl_tune.views import AugmentConfig, ViewSpec, asymmetric_views
 
 

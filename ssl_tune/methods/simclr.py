@@ -11,9 +11,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ssl_tune.heads import mlp
 from ssl_tune.losses import nt_xent
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
+from ssl_tune.models.heads import mlp
 
 
 class SimCLRParams(MethodParams):

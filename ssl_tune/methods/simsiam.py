@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ssl_tune.heads import mlp
 from ssl_tune.losses import negative_cosine
 from ssl_tune.methods.base import Method, MethodParams, ParamGroup, Progress, StepOutput, register_method
+from ssl_tune.models.heads import mlp
 
 
 class SimSiamParams(MethodParams):

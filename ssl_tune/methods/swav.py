@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ssl_tune.heads import Prototypes, mlp
 from ssl_tune.losses import mean_entropy, sinkhorn, swav
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
+from ssl_tune.models.heads import Prototypes, mlp
 from ssl_tune.views import AugmentConfig, ViewSpec, multi_crop
 
 

@@ -11,9 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ssl_tune.checkpoint import atomic_write
 from ssl_tune.errors import UsageError
-from ssl_tune.storage import absolute
+from ssl_tune.storage import absolute, atomic_write
 from ssl_tune.tune.results import SweepRecord, load_sweep
 
 FIXED_COLUMNS = ("trial_id", "status", "epochs_run", "best_knn_acc", "last_knn_acc", "best_checkpoint", "trial_dir")

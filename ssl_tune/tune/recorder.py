@@ -18,8 +18,8 @@ from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from ssl_tune.checkpoint import atomic_write
-from ssl_tune.runlog import SCALARS
+from ssl_tune.engine.runlog import SCALARS
+from ssl_tune.storage import atomic_write
 from ssl_tune.tune.results import END_FILE, TRIAL_PREFIX
 
 # how a trial ended -> the HParams plugin's status column

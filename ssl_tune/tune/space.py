@@ -207,7 +207,7 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         where = "params.method" if "method" in space.params else "fixed.method"
-        raise UsageError(f"{where}: unknown method '{unknown[0]}' (choose from {', '.join(sorted(METHODS))})")
+        raise UsageError(f"{where}: {METHODS.unknown(unknown[0])}")
     for method in space.conditional:
         if method not in methods:
             raise UsageError(f"conditional section '{method}' is not among the methods this space draws")

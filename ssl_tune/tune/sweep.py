@@ -103,7 +103,7 @@ def _with_overrides(space: SearchSpace, request: SweepRequest) -> SearchSpace:
 
 def _check_data(space: SearchSpace, data_dir: str | None) -> None:
     """Load the dataset once (presence, md5) and check every batch size the space can draw."""
-    from ssl_tune.train import load_run_data
+    from ssl_tune.config import load_run_data
 
     base = space.train_config({"method": space.method_choices()[0]}, data_dir)
     data = load_run_data(base)

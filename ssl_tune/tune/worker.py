@@ -11,10 +11,10 @@ import ray.train.torch
 import torch
 from torch import nn
 
-from ssl_tune.checkpoint import load_checkpoint, save_checkpoint
-from ssl_tune.config import TrainConfig
-from ssl_tune.train import load_run_data
-from ssl_tune.trainer import Distributed, TrainingRun
+from ssl_tune.config import TrainConfig, load_run_data
+from ssl_tune.distributed import Distributed
+from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
+from ssl_tune.engine.run import TrainingRun
 
 STATE_FILE = "state.pt"
 

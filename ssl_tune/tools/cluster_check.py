@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
-DRIVER_RESOURCE = "ssl_tune_driver"  # the head offers it; the sweep's trial drivers ask for a sliver of it
+from ssl_tune.tune.sweep import DRIVER_RESOURCE  # the head offers it; the trial drivers ask for a sliver of it
+
 PLACEHOLDER = "EDIT-ME"  # values in cluster/ that each user must replace
 GPU_LIMIT = "nvidia.com/gpu"
 RAY_IMAGE = re.compile(

@@ -20,25 +20,14 @@ from typing import Any
 import torch
 import yaml
 
-from ssl_tune.checkpoint import atomic_write, load_checkpoint, save_checkpoint
-from ssl_tune.config import TrainConfig
-from ssl_tune.data import ImageData, load_data
+from ssl_tune.config import TrainConfig, load_run_data
+from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
+from ssl_tune.engine.run import TrainingRun
+from ssl_tune.engine.runlog import TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
 from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
-from ssl_tune.runlog import TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
-from ssl_tune.trainer import TrainingRun
+from ssl_tune.storage import atomic_write
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
-
-
-def load_run_data(cfg: TrainConfig) -> ImageData:
-    return load_data(
-        cfg.dataset,
-        cfg.data_dir,
-        download=cfg.download,
-        image_size=cfg.image_size,
-        train_subset=cfg.train_subset,
-        test_subset=cfg.test_subset,
-    )
 
 
 def check_out_dir(out: Path, *, resume: bool, force: bool) -> None:

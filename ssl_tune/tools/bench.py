@@ -35,13 +35,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from ssl_tune import augment
-from ssl_tune.config import TrainConfig, build_config, parse_set
+from ssl_tune.config import TrainConfig, build_config, load_run_data, parse_set
 from ssl_tune.data import ImageData
+from ssl_tune.engine.run import TrainingRun, resolve_device
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Progress
-from ssl_tune.train import load_run_data
-from ssl_tune.trainer import TrainingRun, resolve_device
 from ssl_tune.views import ViewSpec
 
 PACKED_TIMEOUT_S = 600.0
@@ -147,7 +145,7 @@ def baseline_transform(spec: ViewSpec, mean: Sequence[float], std: Sequence[floa
     if spec.grayscale_prob > 0:
         ops.append(v2.RandomGrayscale(spec.grayscale_prob))
     if spec.blur_prob > 0:
-        blur = v2.GaussianBlur(augment.blur_kernel_size(spec.size), sigma=(0.1, 2.0))
+        blur = v2.GaussianBlur(ops.blur_kernel_size(spec.size), sigma=(0.1, 2.0))
         ops.append(v2.RandomApply([blur], p=spec.blur_prob))
     ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     if spec.solarize_prob > 0:

@@ -1,6 +1,6 @@
 """The training core: one `TrainingRun` per process, driven epoch by epoch.
 
-It knows nothing of Ray or of any method's internals: the CLI (`ssl_tune.train`) and the Ray Train
+It knows nothing of Ray or of any method's internals: the CLI (`ssl_tune.engine.run_dir`) and the Ray Train
 worker loop (`ssl_tune.tune.worker`) both create a run, restore its state if any, and call
 `train_epoch()` until done. Data lives on the device as uint8 (or streams there from host memory, see
 `ssl_tune.data.placement`); views are made there per batch; the loss and collapse signal are summed on
@@ -13,44 +13,27 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from ssl_tune.backbones import build_backbone
-from ssl_tune.collapse import effective_rank, embedding_std
 from ssl_tune.config import TrainConfig
 from ssl_tune.data import ImageData
 from ssl_tune.data.placement import place_images
+from ssl_tune.distributed import Distributed
+from ssl_tune.engine.collapse import effective_rank, embedding_std
+from ssl_tune.engine.knn import extract_features, knn_accuracy
+from ssl_tune.engine.optim import build_optimizer, lr_factor, set_lr
 from ssl_tune.errors import UsageError
-from ssl_tune.knn import extract_features, knn_accuracy
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
-from ssl_tune.optim import build_optimizer, lr_factor, set_lr
+from ssl_tune.models.backbones import build_backbone
 from ssl_tune.views import ViewGenerator
 
 CHECKPOINT_FORMAT = 1
 STATUS_OK, STATUS_DIVERGED, STATUS_COLLAPSED = "ok", "diverged", "collapsed"
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a torch.distributed group (rank 0 of 1 when not distributed)."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @classmethod
-    def current(cls) -> Distributed:
-        if torch_dist.is_available() and torch_dist.is_initialized():
-            return cls(torch_dist.get_rank(), torch_dist.get_world_size())
-        return cls()
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def resolve_device(name: str) -> torch.device:

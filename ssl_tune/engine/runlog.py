@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ssl_tune.checkpoint import atomic_write
+from ssl_tune.storage import atomic_write
 
 SCALARS = (
     "loss",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -11,8 +12,20 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.models.vision_transformer import VisionTransformer
 
 from ssl_tune.errors import UsageError
+from ssl_tune.registry import Registry
 
 SMALL_IMAGE_MAX = 64  # at or below this size a ResNet gets the CIFAR stem
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What methods and the engine need of a backbone: pooled (N, feature_dim) features from images."""
+
+    feature_dim: int
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
 
 
 def _cifar_stem(model: nn.Module) -> None:
@@ -82,17 +95,17 @@ def _vit(image_size: int, hidden_dim: int, heads: int) -> nn.Module:
     return model
 
 
-BACKBONES: dict[str, Callable[[int], nn.Module]] = {
-    "resnet_tiny": lambda size: TinyResNet(image_size=size),
-    "resnet18": lambda size: _torchvision_resnet(resnet18, size),
-    "resnet50": lambda size: _torchvision_resnet(resnet50, size),
-    "vit_tiny": lambda size: _vit(size, hidden_dim=192, heads=3),
-    "vit_small": lambda size: _vit(size, hidden_dim=384, heads=6),
-}
+BACKBONES = Registry[Callable[[int], nn.Module]]("backbone")  # name -> builder(image_size)
+BACKBONES.add("resnet_tiny", lambda size: TinyResNet(image_size=size))
+BACKBONES.add("resnet18", lambda size: _torchvision_resnet(resnet18, size))
+BACKBONES.add("resnet50", lambda size: _torchvision_resnet(resnet50, size))
+BACKBONES.add("vit_tiny", lambda size: _vit(size, hidden_dim=192, heads=3))
+BACKBONES.add("vit_small", lambda size: _vit(size, hidden_dim=384, heads=6))
 
 
-def build_backbone(name: str, image_size: int) -> nn.Module:
-    """A backbone whose forward returns (N, feature_dim) features; `feature_dim` is an attribute."""
-    if name not in BACKBONES:
-        raise UsageError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
-    return BACKBONES[name](image_size)
+def build_backbone(name: str, image_size: int) -> Backbone:
+    """A backbone whose forward returns (N, feature_dim) features. Raises UsageError for an unknown name."""
+    model = BACKBONES.get(name)(image_size)
+    if not isinstance(model, Backbone):
+        raise TypeError(f"backbone '{name}' does not declare an int feature_dim")
+    return model

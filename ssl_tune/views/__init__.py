@@ -1,0 +1,7 @@
+"""Views: augmentation ops as batched tensor code (`ops`), the recipes methods ask for (`recipes`), and the
+generator that makes every view of a batch on the device (`generator`)."""
+
+from ssl_tune.views.generator import ViewGenerator, augment_batch
+from ssl_tune.views.recipes import AugmentConfig, ViewSpec, asymmetric_views, multi_crop, two_views
+
+__all__ = ["AugmentConfig", "ViewGenerator", "ViewSpec", "asymmetric_views", "augment_batch", "multi_crop", "two_views"]
