@@ -5,7 +5,7 @@
 
 Starts `tensorboard --logdir SWEEP --host 127.0.0.1` on a free port, opens the Scalars and the HParams
 dashboards, and checks that each lists every trial of the sweep (Scalars: the `trial-<id>` runs and the
-`knn_acc` chart; HParams: one session per trial id, with the kNN metric). Saves a screenshot of the HParams
+`val_knn_acc` chart; HParams: one session per trial id, with the kNN metric). Saves a screenshot of the HParams
 table. Exit 0 when all is there, 1 when something is missing, 2 on bad input.
 
 Needs Debian's `chromium` and `chromium-driver` (apt-get install chromium chromium-driver) and the `browser`
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 HOST = "127.0.0.1"
 MAX_SCREENSHOT_BYTES = 300_000
-HPARAMS_COLUMNS = ("knn_acc", "best_knn_acc")  # the final and best kNN accuracy of each session
+HPARAMS_COLUMNS = ("val_knn_acc", "loss")  # the final validation kNN and loss of each session
 
 # the page's rendered text nodes (stripped), through shadow roots and same-origin iframes (TensorBoard's
 # dashboards use both); only those in an element that is laid out and not hidden
@@ -92,12 +92,12 @@ def start_tensorboard(logdir: str, port: int, log_path: Path) -> subprocess.Pope
 
 
 def unserved(base: str, runs: list[str]) -> list[str]:
-    """The runs for which TensorBoard serves no knn_acc scalars (yet)."""
+    """The runs for which TensorBoard serves no val_knn_acc scalars (yet)."""
     try:
         tags = get_json(f"{base}/data/plugin/scalars/tags")
     except OSError:
         return runs
-    return [r for r in runs if "knn_acc" not in tags.get(r, {})]
+    return [r for r in runs if "val_knn_acc" not in tags.get(r, {})]
 
 
 def make_browser(width: int, height: int) -> Any:
@@ -171,9 +171,9 @@ def check(sweep_dir: str, screenshot: Path, port: int, timeout: float, width: in
         try:
             # the server has read every trial's events before the browser looks
             try:
-                wait_for("TensorBoard to serve every trial's knn_acc", lambda: not unserved(base, runs), timeout)
+                wait_for("TensorBoard to serve every trial's val_knn_acc", lambda: not unserved(base, runs), timeout)
             except TimeoutError as err:
-                problems.append(f"tensorboard server: {err}; runs without knn_acc: {unserved(base, runs)}")
+                problems.append(f"tensorboard server: {err}; runs without val_knn_acc: {unserved(base, runs)}")
                 return problems
             driver = make_browser(width, height)
             driver.set_page_load_timeout(timeout)
@@ -181,13 +181,13 @@ def check(sweep_dir: str, screenshot: Path, port: int, timeout: float, width: in
             driver.get(f"{base}/#scalars")
             try:
                 wait_for(
-                    "the Scalars dashboard to show every run and the knn_acc chart",
-                    lambda: not missing_in_page(driver, [*runs, "knn_acc"]),
+                    "the Scalars dashboard to show every run and the val_knn_acc chart",
+                    lambda: not missing_in_page(driver, [*runs, "val_knn_acc"]),
                     timeout,
                 )
-                print(f"scalars: all {len(runs)} runs listed, and the knn_acc chart")
+                print(f"scalars: all {len(runs)} runs listed, and the val_knn_acc chart")
             except TimeoutError as err:
-                problems.append(f"scalars dashboard: {err}; missing: {missing_in_page(driver, [*runs, 'knn_acc'])}")
+                problems.append(f"scalars dashboard: {err}; missing: {missing_in_page(driver, [*runs, 'val_knn_acc'])}")
 
             driver.get(f"{base}/#hparams")
             try:

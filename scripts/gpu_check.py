@@ -73,7 +73,7 @@ def check_no_host_sync(method: str, placement: str, backbone: str, device: str, 
 
     try:
         metrics = run.train_epoch(on_step=arm)
-        return {"method": method, "placement": placement, "ok": True, "loss": metrics["loss"]}
+        return {"method": method, "placement": placement, "ok": True, "loss": metrics.loss}
     except RuntimeError as err:
         return {"method": method, "placement": placement, "ok": False, "error": str(err).splitlines()[0]}
     finally:
@@ -161,7 +161,7 @@ def main() -> int:
             traceback.print_exc()
             report[name] = {"error": traceback.format_exc(limit=3)}
             continue
-        report[name] = result
+        report[name] = result.to_dict()
         print(f"\n== bench, {name} ==\n{format_report(result)}\n[{time.perf_counter() - start:.0f} s]", flush=True)
         (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
 

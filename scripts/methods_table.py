@@ -35,8 +35,8 @@ def run(method: str, data_dir: str, out: Path, epochs: int) -> dict:
     return {
         "method": method,
         "exit": code,
-        "knn0": rows[0]["knn_acc"],
-        "knn_last": rows[-1]["knn_acc"],
+        "knn0": rows[0]["test_knn_acc"],
+        "knn_last": rows[-1]["test_knn_acc"],
         "epochs": rows[-1]["epoch"],
         "minutes": (time.perf_counter() - start) / 60,
         "command": " ".join(args),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from ssl_tune import __version__
 from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
+from ssl_tune.metrics import format_metric
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,10 +90,12 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = train_config_from_args(args, base)
     if cfg.out is None:
         raise UsageError("--out DIR is required (or 'out:' in the config)")
-    final = train(
+    result = train(
         cfg, Path(cfg.out), resume=args.resume, force=args.force, progress_bar=False if args.no_progress else None
     )
-    print(f"done: knn_acc {100 * final['knn_acc']:.2f}% after {final['epoch']} epochs -> {cfg.out}")
+    knn = result.final.knn()
+    shown = format_metric(*knn) if knn else "no kNN (unlabeled data)"
+    print(f"done: {shown} after {result.final.epoch} epochs -> {result.out}")
     return 0
 
 
@@ -108,6 +112,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials on one GPU")
     p.add_argument("--cpus-per-worker", type=float, help="CPUs per Ray Train worker")
     p.add_argument("--max-failures", type=int, help="restarts of a trial after worker or driver failures")
+    p.add_argument(
+        "--metric",
+        help="what to select on: val_knn_acc (labeled data; the default) or rankme (no labels needed; the default "
+        "on unlabeled data)",
+    )
     p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/r of the trials at each rung")
     p.add_argument("--max-epochs", type=int, help="ASHA: the epoch budget of a trial")
@@ -147,6 +156,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "gpus_per_trial": args.gpus_per_trial,
             "cpus_per_worker": args.cpus_per_worker,
             "max_failures": args.max_failures,
+            "metric": args.metric,
         },
         asha_settings={
             "grace_period": args.grace_period,
@@ -154,13 +164,13 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "max_epochs": args.max_epochs,
         },
     )
-    summary = run_sweep(request)
-    best = summary["best_knn_acc"]
-    print(f"\nbest trial: knn_acc {100 * best:.2f}% with {summary['best_params']}")
-    print(f"  ({summary['trials']} trials, {summary['errors']} errors) in {summary['sweep_dir']}")
+    result = run_sweep(request)
+    best = result.best
+    print(f"\nbest trial: {format_metric(best.metric, best.best_value)} with {best.params}")
+    print(f"  ({result.trials} trials, {result.errors} errors) in {result.sweep_dir}")
     print("next:")
-    print(f"  tensorboard --logdir {summary['sweep_dir']}")
-    print(f"  ssl-tune export --sweep {summary['sweep_dir']} --out best/")
+    print(f"  tensorboard --logdir {result.sweep_dir}")
+    print(f"  ssl-tune export --sweep {result.sweep_dir} --out best/")
     return 0
 
 
@@ -176,11 +186,92 @@ def _run_export(args: argparse.Namespace) -> int:
     from ssl_tune.tune.export import export
 
     done = export(args.sweep, args.out, force=args.force)
-    best = done["best"]
-    print(f"best trial {best.trial_id}: knn_acc {100 * best.best_knn:.2f}% ({best.epochs_run} epochs) {best.params}")
-    print(f"wrote {done['out'] / 'best.yaml'}, {done['out'] / 'trials.parquet'} ({done['trials']} trials)")
-    print(f"best checkpoint: {done['checkpoint'] or '(not retained)'}")
-    print(f"retrain: ssl-tune train --config {done['out'] / 'best.yaml'} --out runs/best")
+    best = done.best
+    shown = format_metric(best.metric, best.best_value)
+    print(f"best trial {best.trial_id}: {shown} ({best.epochs_run} epochs) {best.params}")
+    print(f"wrote {done.out / 'best.yaml'}, {done.out / 'trials.parquet'} ({done.trials} trials)")
+    print(f"best checkpoint: {done.checkpoint or '(not retained)'}")
+    print(f"retrain: ssl-tune train --config {done.out / 'best.yaml'} --out runs/best")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="test-split kNN and linear probe of a run, a checkpoint, or a sweep's best trial; writes eval.json",
+        description="Evaluate a trained backbone on the test split: weighted kNN (k=200, T=0.1, the whole train "
+        "split as the bank) and a linear probe on frozen features (weight decay chosen on the validation split). "
+        "Writes eval.json beside the run.",
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", type=Path, help="an `ssl-tune train` run directory")
+    target.add_argument("--checkpoint", type=Path, help="a checkpoint file or a Ray Train checkpoint folder")
+    target.add_argument("--sweep", help="a sweep directory: its best trial's best checkpoint")
+    p.add_argument("--data-dir", help="where the dataset is now (default: as the run had it)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from ssl_tune.engine.checkpoint import checkpoint_file
+    from ssl_tune.engine.evaluate import EVAL_FILE, evaluate_checkpoint
+    from ssl_tune.storage import atomic_write
+
+    if args.sweep is not None:
+        from ssl_tune.storage import absolute
+        from ssl_tune.tune.results import load_sweep
+
+        best = load_sweep(absolute(args.sweep)).best()
+        if not best.best_checkpoint:
+            raise UsageError(f"the best trial {best.trial_id} of {args.sweep} kept no checkpoint")
+        checkpoint, out = Path(best.best_checkpoint), Path(best.trial_dir) / EVAL_FILE
+    elif args.run is not None:
+        checkpoint, out = checkpoint_file(args.run), args.run / EVAL_FILE
+    else:
+        checkpoint = checkpoint_file(args.checkpoint)
+        out = (args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent) / EVAL_FILE
+    result = evaluate_checkpoint(checkpoint, args.data_dir, args.device)
+    atomic_write(out, lambda f: f.write((json.dumps(result.to_dict(), indent=2) + "\n").encode()))
+    print(
+        f"test kNN {100 * result.test_knn_acc:.2f}%, linear probe top-1 {100 * result.probe_top1:.2f}% "
+        f"top-5 {100 * result.probe_top5:.2f}% (weight decay {result.probe_weight_decay:g}), "
+        f"{result.train_images} train / {result.test_images} test images, epoch {result.epoch}, "
+        f"{result.seconds:.1f} s -> {out}"
+    )
+    return 0
+
+
+def _add_confirm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "confirm",
+        help="retrain a sweep's top configs with fresh seeds and evaluate them on the test split",
+        description="Retrain the K best trials of a sweep (by its validation metric) with S fresh seeds each, on "
+        "the whole train split, as Ray Train runs; evaluate each on the test split (kNN and linear probe); write "
+        "<sweep>/confirm/confirm.parquet and confirm.md. Run the same command again to resume.",
+    )
+    p.add_argument("--sweep", required=True, help="the sweep directory (<storage>/<name>)")
+    p.add_argument("--top", type=int, required=True, help="how many of the best trials (K)")
+    p.add_argument("--seeds", type=int, required=True, help="fresh seeds per config (S)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the sweep's full length)")
+    p.add_argument("--with-default", action="store_true", help="also run the method's default recipe")
+    p.add_argument("--max-concurrent", type=int, help="runs at a time (default: what the cluster fits)")
+    p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
+    p.set_defaults(handler=_run_confirm)
+
+
+def _run_confirm(args: argparse.Namespace) -> int:
+    from ssl_tune.tune.confirm import ConfirmRequest, run_confirm
+
+    if args.max_concurrent is not None and args.max_concurrent <= 0:
+        raise UsageError(f"--max-concurrent must be positive, not {args.max_concurrent}")
+    request = ConfirmRequest(
+        args.sweep, args.top, args.seeds, args.epochs, args.with_default, args.address, args.verbose,
+        args.max_concurrent,
+    )  # fmt: skip
+    result = run_confirm(request)
+    print(f"\n{result.table}")
+    print(f"wrote {len(result.rows)} runs to {result.confirm_dir}")
     return 0
 
 
@@ -201,10 +292,10 @@ def _run_report(args: argparse.Namespace) -> int:
     from ssl_tune.tune.report import HTML_FILE, report
 
     done = report(args.sweep, args.out, force=args.force)
-    best = done["best"]
-    print(f"best trial {best.trial_id}: knn_acc {100 * best.best_knn:.2f}% of {done['trials']} trials")
-    print(f"wrote {', '.join(done['files'])} to {done['out']}")
-    print(f"open: {done['out'] / HTML_FILE}")
+    shown = format_metric(done.best.metric, done.best.best_value)
+    print(f"best trial {done.best.trial_id}: {shown} of {done.trials} trials")
+    print(f"wrote {', '.join(done.files)} to {done.out}")
+    print(f"open: {done.out / HTML_FILE}")
     return 0
 
 
@@ -311,7 +402,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 def _run_data_pack(args: argparse.Namespace) -> int:
     from ssl_tune.data import DATASETS, load_data
-    from ssl_tune.data.parquet import check_output, resolve_location, write_dataset
+    from ssl_tune.data.parquet import REPLACE_HINT, resolve_location, write_dataset
+    from ssl_tune.storage import require_empty_output
 
     sources = [name for name in DATASETS if name != "parquet"]
     if args.source not in sources:
@@ -321,7 +413,7 @@ def _run_data_pack(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive, not {value}")
     fs, root = resolve_location(args.out)
-    check_output(fs, root, args.out, force=args.force)  # before the (slow) read of the source
+    require_empty_output(args.out, force=args.force, hint=REPLACE_HINT)  # before the (slow) read of the source
     data = load_data(
         args.source,
         args.data_dir,
@@ -348,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sweep(sub)
     _add_export(sub)
+    _add_eval(sub)
+    _add_confirm(sub)
     _add_report(sub)
     _add_cluster(sub)
     _add_data(sub)

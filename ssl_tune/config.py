@@ -61,6 +61,15 @@ class TrainConfig(Settings):
     device_data_limit_gb: float = Field(4.0, gt=0, le=1e4, description="auto: stream datasets larger than this")
     seed: int = Field(0, ge=0, lt=2**31)
 
+    monitor: Literal["val", "test"] = Field(
+        "test",
+        description="the per-epoch kNN's queries: val (held out of the train split; sweeps always) or test",
+    )
+    val_split: float = Field(0.1, gt=0, le=0.5, description="monitor val: share of the train split held out")
+    val_size: int | None = Field(None, gt=0, description="monitor val: hold out exactly N images (else val_split)")
+    rankme: bool = Field(False, description="measure RankMe each epoch: a sweep metric that needs no labels")
+    rankme_images: int = Field(10_000, gt=0, le=1_000_000, description="RankMe on the first N train images")
+
     knn_k: int = Field(200, gt=0, le=10_000)
     knn_temperature: float = Field(0.1, gt=0, le=100)
     knn_bank_subset: int | None = Field(
@@ -116,8 +125,17 @@ class TrainConfig(Settings):
         return self.model_dump(mode="json")
 
 
+def check_batch_size(batch_size: int, train_images: int, workers: int = 1) -> None:
+    """A global batch must fit the training set and split evenly across the workers. Raises UsageError."""
+    if batch_size > train_images:
+        raise UsageError(f"batch_size {batch_size} is larger than the training set ({train_images} images)")
+    if batch_size % workers:
+        raise UsageError(f"batch_size {batch_size} is not divisible by {workers} workers")
+
+
 def load_run_data(cfg: TrainConfig) -> ImageData:
-    """The dataset a run config names, with its subsets. Raises UsageError."""
+    """The dataset a run config names, with its subsets. The test split is read only when the run monitors
+    it (`monitor: test`): a run that monitors the validation split never opens it. Raises UsageError."""
     return load_data(
         cfg.dataset,
         cfg.data_dir,
@@ -125,6 +143,7 @@ def load_run_data(cfg: TrainConfig) -> ImageData:
         image_size=cfg.image_size,
         train_subset=cfg.train_subset,
         test_subset=cfg.test_subset,
+        with_test=cfg.monitor == "test",
     )
 
 

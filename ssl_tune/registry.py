@@ -1,12 +1,12 @@
 """One registry type for everything chosen by name: methods, backbones, datasets.
 
-    >>> from ssl_tune.registry import Registry
-    >>> SHAPES = Registry[int]("shape")
-    >>> SHAPES.add("square", 4)
-    >>> SHAPES.get("square")
-    4
-    >>> SHAPES.unknown("circle")
-    "unknown shape 'circle' (choose from square)"
+>>> from ssl_tune.registry import Registry
+>>> SHAPES = Registry[int]("shape")
+>>> SHAPES.add("square", 4)
+>>> SHAPES.get("square")
+4
+>>> SHAPES.unknown("circle")
+"unknown shape 'circle' (choose from square)"
 """
 
 from __future__ import annotations

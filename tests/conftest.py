@@ -1,17 +1,12 @@
-"""Shared fixtures: the real CIFAR-10 batches in ../shared/datasets, and small run settings."""
+"""Shared fixtures: the real CIFAR-10 batches in ../shared/datasets."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("SSL_TUNE_DATASETS", REPO.parent / "shared" / "datasets"))
-
-# small heads so that CPU tests spend their time in the backbone
-SMALL_SIMSIAM = {"proj_hidden_dim": 256, "proj_output_dim": 256, "pred_hidden_dim": 64}
+from tests.helpers import SHARED_DATASETS
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,26 @@ from ssl_tune.errors import UsageError
 from ssl_tune.registry import Registry
 
 
+def _to(x: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | None:
+    return None if x is None else x.to(device)
+
+
+def _head(x: torch.Tensor | None, n: int | None) -> torch.Tensor | None:
+    return None if x is None else x[:n]
+
+
 @dataclass(frozen=True)
 class ImageData:
-    """A labelled train/test split as uint8 (N, 3, H, W) images and int64 labels."""
+    """A train split and, when loaded, a test split: uint8 (N, 3, H, W) images and int64 (N,) labels.
+
+    Unlabeled data has no labels (`train_labels is None`, `num_classes == 0`) and no test split. The test
+    split is loaded only when an evaluation asks for it (`load_data(..., with_test=True)`): a sweep never does.
+    """
 
     train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
+    train_labels: torch.Tensor | None
+    test_images: torch.Tensor | None
+    test_labels: torch.Tensor | None
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -28,26 +40,41 @@ class ImageData:
     def image_size(self) -> int:
         return int(self.train_images.shape[-1])
 
+    @property
+    def num_train(self) -> int:
+        return len(self.train_images)
+
+    @property
+    def labeled(self) -> bool:
+        return self.train_labels is not None
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_images is not None and self.test_labels is not None
+
     def to(self, device: torch.device | str) -> ImageData:
         return replace(
             self,
             train_images=self.train_images.to(device),
-            train_labels=self.train_labels.to(device),
-            test_images=self.test_images.to(device),
-            test_labels=self.test_labels.to(device),
+            train_labels=_to(self.train_labels, device),
+            test_images=_to(self.test_images, device),
+            test_labels=_to(self.test_labels, device),
         )
 
     def subset(self, train: int | None, test: int | None) -> ImageData:
         """The first `train` / `test` images, in the dataset's fixed order."""
-        for what, n, have in (("train", train, len(self.train_labels)), ("test", test, len(self.test_labels))):
+        sizes = [("train", train, self.num_train)]
+        if self.test_images is not None:
+            sizes.append(("test", test, len(self.test_images)))
+        for what, n, have in sizes:
             if n is not None and n > have:
                 raise UsageError(f"{what}_subset {n} is larger than the {what} split ({have} images)")
         return replace(
             self,
             train_images=self.train_images[:train],
-            train_labels=self.train_labels[:train],
-            test_images=self.test_images[:test],
-            test_labels=self.test_labels[:test],
+            train_labels=_head(self.train_labels, train),
+            test_images=_head(self.test_images, test),
+            test_labels=_head(self.test_labels, test),
         )
 
 
@@ -66,6 +93,7 @@ class DataRequest:
     test_subset: int | None = None
     location: str | None = None
     shard: tuple[int, int] | None = None
+    with_test: bool = True  # False: a loader must not read the test split at all
 
 
 Loader = Callable[[DataRequest], ImageData]
@@ -92,8 +120,11 @@ def load_data(
     train_subset: int | None = None,
     test_subset: int | None = None,
     shard: tuple[int, int] | None = None,
+    with_test: bool = True,
 ) -> ImageData:
     """Load a registered dataset, check it, and take the requested subsets. Raises UsageError.
+
+    With `with_test=False` the test split is not read at all (its files are not even opened).
 
     With `shard=(rank, world_size)` a sharded loader returns only this rank's part of the (subset) train
     split, and the whole test split.
@@ -113,6 +144,7 @@ def load_data(
         test_subset,
         location=str(data_dir) if data_dir else None,
         shard=shard,
+        with_test=with_test,
     )
     # a sharded loader takes train_subset itself, from the global order, before it keeps this rank's part
     return loader(request).subset(None if shard else train_subset, test_subset)

@@ -34,6 +34,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ssl_tune.data.base import DataRequest, ImageData, register_dataset
 from ssl_tune.errors import UsageError
+from ssl_tune.storage import require_empty_output
 
 FORMAT = "ssl-tune-parquet"
 FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ MANIFEST = "dataset.json"
 SPLITS = ("train", "test")
 SCHEMA = pa.schema([("index", pa.int64()), ("label", pa.int64()), ("image", pa.binary())])
 DEFAULT_SHARD_SIZE = 5000
+REPLACE_HINT = "pass --force to replace its contents"
 THREADS = min(8, os.cpu_count() or 1)
 
 
@@ -162,19 +164,8 @@ def write_dataset(
     return manifest
 
 
-def check_output(fs: pafs.FileSystem, root: str, location: str, *, force: bool) -> bool:
-    """Refuse a file or (without force) a non-empty directory. Returns whether there is anything to replace."""
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.File:
-        raise UsageError(f"--out {location} is a file")
-    occupied = info.type == pafs.FileType.Directory and bool(fs.get_file_info(pafs.FileSelector(root)))
-    if occupied and not force:
-        raise UsageError(f"--out {location} is not empty: pass --force to replace its contents")
-    return occupied
-
-
 def _prepare_output(fs: pafs.FileSystem, root: str, location: str, *, force: bool) -> None:
-    if check_output(fs, root, location, force=force):
+    if require_empty_output(location, force=force, hint=REPLACE_HINT):
         fs.delete_dir_contents(root)
     fs.create_dir(root, recursive=True)
 
@@ -271,16 +262,20 @@ def read_dataset(
     shard: tuple[int, int] | None = None,
     image_size: int | None = None,
     filesystem: pafs.FileSystem | None = None,
+    with_test: bool = True,
 ) -> ImageData:
     """Read a packed dataset from `location` (or from the path `location` on `filesystem`)."""
     fs, root = (filesystem, location) if filesystem is not None else resolve_location(location)
     manifest = read_manifest(fs, root, location)
     train_rows = select_rows(manifest.splits["train"], train_subset, shard, split="train")
-    test_rows = select_rows(manifest.splits["test"], test_subset, split="test")  # every rank evaluates on all
     train_x, train_y = read_rows(fs, root, location, train_rows, manifest.image_size)
-    test_x, test_y = read_rows(fs, root, location, test_rows, manifest.image_size)
+    test_x = test_y = None
+    if with_test:  # every rank evaluates on all of it
+        test_rows = select_rows(manifest.splits["test"], test_subset, split="test")
+        test_x, test_y = read_rows(fs, root, location, test_rows, manifest.image_size)
     if image_size is not None and image_size != manifest.image_size:
-        train_x, test_x = _resize(train_x, image_size), _resize(test_x, image_size)
+        train_x = _resize(train_x, image_size)
+        test_x = None if test_x is None else _resize(test_x, image_size)
     return ImageData(train_x, train_y, test_x, test_y, manifest.num_classes, manifest.mean, manifest.std)
 
 
@@ -299,4 +294,5 @@ def parquet(request: DataRequest) -> ImageData:
         test_subset=request.test_subset,
         shard=request.shard,
         image_size=request.image_size,
+        with_test=request.with_test,
     )

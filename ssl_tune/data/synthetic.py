@@ -68,5 +68,7 @@ def synthetic(request: DataRequest) -> ImageData:
     size = request.image_size or DEFAULT_SIZE
     # only the requested subsets are generated; image i does not depend on how many are made
     train_x, train_y = generate(min(request.train_subset or TRAIN_SIZE, TRAIN_SIZE), size, seed=1)
-    test_x, test_y = generate(min(request.test_subset or TEST_SIZE, TEST_SIZE), size, seed=2)
+    test_x, test_y = None, None
+    if request.with_test:
+        test_x, test_y = generate(min(request.test_subset or TEST_SIZE, TEST_SIZE), size, seed=2)
     return ImageData(train_x, train_y, test_x, test_y, NUM_CLASSES, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

@@ -17,8 +17,10 @@ def extract_features(
     batch_size: int = 512,
     dtype: torch.dtype | None = None,
     autocast_dtype: torch.dtype | None = None,
+    normalize: bool = True,
 ) -> torch.Tensor:
-    """L2-normalised features of uint8 `images`, computed in eval mode in chunks (backbone mode restored)."""
+    """(N, feature_dim) features of uint8 `images`, L2-normalised unless `normalize=False`, computed in eval
+    mode in chunks (the backbone's mode is restored)."""
     was_training = backbone.training
     backbone.eval()
     device_type = images.device.type
@@ -30,7 +32,8 @@ def extract_features(
                 device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None
             ):
                 feats = backbone(x)
-            chunks.append(F.normalize(feats.float(), dim=1).to(dtype or torch.float32))
+            feats = F.normalize(feats.float(), dim=1) if normalize else feats.float()
+            chunks.append(feats.to(dtype or torch.float32))
     finally:
         backbone.train(was_training)
     return torch.cat(chunks)

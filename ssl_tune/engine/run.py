@@ -13,27 +13,29 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from ssl_tune.config import TrainConfig
+from ssl_tune.config import TrainConfig, check_batch_size
 from ssl_tune.data import ImageData
 from ssl_tune.data.placement import place_images
+from ssl_tune.data.splits import validation_split
 from ssl_tune.distributed import Distributed
 from ssl_tune.engine.collapse import effective_rank, embedding_std
 from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.engine.optim import build_optimizer, lr_factor, set_lr
+from ssl_tune.engine.rankme import rankme
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
+from ssl_tune.metrics import RANKME, TEST_KNN, VAL_KNN, EpochMetrics, TrialStatus, finite
 from ssl_tune.models.backbones import build_backbone
 from ssl_tune.views import ViewGenerator
 
 CHECKPOINT_FORMAT = 1
-STATUS_OK, STATUS_DIVERGED, STATUS_COLLAPSED = "ok", "diverged", "collapsed"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,6 +49,36 @@ def resolve_device(name: str) -> torch.device:
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """A distinct, reproducible seed per (run seed, epoch, rank): resumes replay the same randomness."""
     return (seed * 1_000_003 + epoch * 10_007 + rank * 101) % (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class MonitorSet:
+    """The kNN monitor's queries, and the name of the metric measured on them."""
+
+    metric: str
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def monitored_split(cfg: TrainConfig, data: ImageData) -> tuple[torch.Tensor, torch.Tensor | None, MonitorSet | None]:
+    """(the images SSL trains on, their labels, the kNN's queries).
+
+    `monitor: val` holds a fixed, stratified part of the train split out of training (`validation_split`, the
+    same for every trial and seed) and queries it; `monitor: test` trains on the whole train split and
+    queries the test split. Unlabeled data has no queries.
+    """
+    if not data.labeled:
+        return data.train_images, None, None
+    if cfg.monitor == "test":
+        if not data.has_test:
+            raise UsageError(f"monitor: test, but dataset '{cfg.dataset}' has no test split loaded")
+        return data.train_images, data.train_labels, MonitorSet(TEST_KNN, data.test_images, data.test_labels)
+    try:
+        split = validation_split(data.train_labels, data.num_train, fraction=cfg.val_split, size=cfg.val_size)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    val = MonitorSet(VAL_KNN, data.train_images[split.val_indices], data.train_labels[split.val_indices])
+    return data.train_images[split.train_indices], data.train_labels[split.train_indices], val
 
 
 class TrainingRun:
@@ -64,28 +96,28 @@ class TrainingRun:
         self.cfg = cfg
         self.dist = dist or Distributed.current()
         self.device = device or resolve_device(cfg.device)
-        if cfg.batch_size % self.dist.world_size:
-            raise UsageError(f"batch_size {cfg.batch_size} is not divisible by {self.dist.world_size} workers")
-        if cfg.batch_size > len(data.train_labels):
-            raise UsageError(
-                f"batch_size {cfg.batch_size} is larger than the training set ({len(data.train_labels)} images)"
-            )
-        if cfg.knn_bank_subset is not None and cfg.knn_bank_subset > len(data.train_labels):
-            n = len(data.train_labels)
-            raise UsageError(f"knn_bank_subset {cfg.knn_bank_subset} is larger than the training set ({n} images)")
+        train_images, train_labels, monitor = monitored_split(cfg, data)
+        n_train = len(train_images)
+        check_batch_size(cfg.batch_size, n_train, self.dist.world_size)
+        if cfg.knn_bank_subset is not None and cfg.knn_bank_subset > n_train:
+            bank = cfg.knn_bank_subset
+            raise UsageError(f"knn_bank_subset {bank} is larger than the training set ({n_train} images)")
+        self.num_train = n_train
         self.local_batch = cfg.batch_size // self.dist.world_size
-        self.steps_per_epoch = len(data.train_labels) // cfg.batch_size
+        self.steps_per_epoch = n_train // cfg.batch_size
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.train_source = place_images(data.train_images, self.device, cfg.data_placement, cfg.device_data_limit_gb)
+        self.train_source = place_images(train_images, self.device, cfg.data_placement, cfg.device_data_limit_gb)
         self.placement = self.train_source.placement
-        # labels always, test images when resident; streamed test images are copied per kNN chunk
-        self.data = replace(
-            data,
-            train_images=self.train_source.images,
-            train_labels=data.train_labels.to(self.device),
-            test_images=data.test_images.to(self.device) if self.placement == "resident" else data.test_images,
-            test_labels=data.test_labels.to(self.device),
-        )
+        # the kNN's bank (the first knn_bank_subset train images) and queries; resident queries on the device,
+        # streamed ones copied per chunk
+        self.knn_metric = monitor.metric if monitor is not None and train_labels is not None else None
+        self.num_classes = data.num_classes
+        self.mean, self.std = data.mean, data.std
+        if self.knn_metric is not None:
+            self.bank_labels = train_labels[: cfg.knn_bank_subset].to(self.device)
+            resident = self.placement == "resident"
+            self.query_images = monitor.images.to(self.device) if resident else monitor.images
+            self.query_labels = monitor.labels.to(self.device)
 
         cuda = self.device.type == "cuda"
         self.autocast_dtype = (
@@ -117,7 +149,7 @@ class TrainingRun:
         )
         self.warmup_steps = round(cfg.warmup_epochs * self.steps_per_epoch)
         self.epoch = 0  # epochs completed
-        self.history: list[dict[str, Any]] = []
+        self.history: list[EpochMetrics] = []
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -127,11 +159,7 @@ class TrainingRun:
 
     @property
     def stopped(self) -> bool:
-        return bool(self.history) and self.history[-1].get("status", STATUS_OK) != STATUS_OK
-
-    @property
-    def best_knn(self) -> float:
-        return max((m["knn_acc"] for m in self.history), default=float("nan"))
+        return bool(self.history) and self.history[-1].stopped
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -139,7 +167,7 @@ class TrainingRun:
             "epoch": self.epoch,
             "model": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "history": self.history,
+            "history": [m.to_dict() for m in self.history],
             "config": self.cfg.to_yaml_dict(),
         }
 
@@ -149,56 +177,66 @@ class TrainingRun:
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
+        self.history = [EpochMetrics.from_dict(m) for m in state["history"]]
 
     # --- evaluation --------------------------------------------------------------------------------
 
-    def knn_accuracy(self) -> float:
-        """Weighted kNN top-1 of the frozen backbone, with the first `knn_bank_subset` train images (all by
-        default) as the bank and the whole test split as queries. Computed on rank 0, broadcast to all ranks."""
-        acc = torch.zeros(1, dtype=torch.float64)
+    def evaluate_names(self) -> list[str]:
+        return ([self.knn_metric] if self.knn_metric else []) + ([RANKME] if self.cfg.rankme else [])
+
+    def evaluate(self) -> dict[str, float]:
+        """The monitored metrics of the frozen backbone, computed on rank 0 and broadcast to all ranks:
+
+        - the weighted kNN top-1 (`val_knn_acc` or `test_knn_acc`), with the first `knn_bank_subset` train
+          images (all by default) as the bank and the validation (or test) images as queries;
+        - `rankme` when asked for: RankMe of the backbone features of the first `rankme_images` train images.
+        """
+        names = self.evaluate_names()
+        if not names:
+            return {}
+        values = torch.zeros(len(names), dtype=torch.float64)
         if self.dist.is_main:
-            bank_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-            kwargs = {"dtype": bank_dtype, "autocast_dtype": self.autocast_dtype}
-            backbone, bank = self.method.backbone, slice(None, self.cfg.knn_bank_subset)
-            train = extract_features(backbone, self.data.train_images[bank], self._plain_on_device, **kwargs)
-            test = extract_features(backbone, self.data.test_images, self._plain_on_device, **kwargs)
-            acc[0] = knn_accuracy(
-                train,
-                self.data.train_labels[bank],
-                test,
-                self.data.test_labels,
-                self.data.num_classes,
-                self.cfg.knn_k,
-                self.cfg.knn_temperature,
-            )
+            values[:] = torch.tensor([self._measure(name) for name in names], dtype=torch.float64)
         if self.dist.world_size > 1:
-            buf = acc.to(self.device) if torch_dist.get_backend() == "nccl" else acc
+            buf = values.to(self.device) if torch_dist.get_backend() == "nccl" else values
             torch_dist.broadcast(buf, src=0)
-            acc = buf.cpu()
-        return float(acc[0])
+            values = buf.cpu()
+        return dict(zip(names, values.tolist(), strict=True))
+
+    def _measure(self, name: str) -> float:
+        backbone = self.method.backbone
+        kwargs = {"autocast_dtype": self.autocast_dtype}
+        if name == RANKME:
+            images = self.train_source.images[: self.cfg.rankme_images]
+            return rankme(extract_features(backbone, images, self._plain_on_device, normalize=False, **kwargs))
+        kwargs["dtype"] = torch.float16 if self.device.type == "cuda" else torch.float32
+        bank_images = self.train_source.images[: self.cfg.knn_bank_subset]
+        bank = extract_features(backbone, bank_images, self._plain_on_device, **kwargs)
+        queries = extract_features(backbone, self.query_images, self._plain_on_device, **kwargs)
+        k, temperature = self.cfg.knn_k, self.cfg.knn_temperature
+        return knn_accuracy(bank, self.bank_labels, queries, self.query_labels, self.num_classes, k, temperature)
+
+    def knn_accuracy(self) -> float:
+        """The monitored kNN accuracy alone (NaN when the run monitors none): for benchmarks."""
+        return self._measure(self.knn_metric) if self.knn_metric else float("nan")
 
     def _plain_on_device(self, images: torch.Tensor) -> torch.Tensor:
         return self.views.plain(images.to(self.device))  # a no-op move for resident images
 
-    def initial_metrics(self) -> dict[str, Any]:
-        """Epoch 0: the kNN accuracy of the randomly initialised network."""
+    def initial_metrics(self) -> EpochMetrics:
+        """Epoch 0: the monitored metrics of the randomly initialised network."""
         start = time.perf_counter()
-        knn = self.knn_accuracy()
-        metrics = {
-            "epoch": 0,
-            "loss": None,
-            "knn_acc": knn,
-            "best_knn_acc": knn,
-            "lr": 0.0,
-            "epoch_time_s": time.perf_counter() - start,
-            "knn_time_s": time.perf_counter() - start,
-            "images_per_s": 0.0,
-            "embedding_std": None,
-            "embedding_rank": None,
-            "embedding_std_ratio": None,
-            "status": STATUS_OK,
-        }
+        values = self.evaluate()
+        elapsed = time.perf_counter() - start
+        metrics = EpochMetrics(
+            epoch=0,
+            lr=0.0,
+            epoch_time_s=elapsed,
+            eval_time_s=elapsed,
+            images_per_s=0.0,
+            weight_norm=self._weight_norm(),
+            **values,
+        )
         self.history = [metrics]
         return metrics
 
@@ -208,7 +246,7 @@ class TrainingRun:
         """This rank's sample indices for the epoch, (steps, local_batch) on the host; the same shuffle on all
         ranks."""
         g = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, epoch))
-        perm = torch.randperm(len(self.data.train_labels), generator=g)[: self.steps_per_epoch * self.cfg.batch_size]
+        perm = torch.randperm(self.num_train, generator=g)[: self.steps_per_epoch * self.cfg.batch_size]
         perm = perm.view(self.steps_per_epoch, self.dist.world_size, self.local_batch)[:, self.dist.rank]
         return perm
 
@@ -228,7 +266,7 @@ class TrainingRun:
         self.method.after_optimizer_step(progress)
         return out
 
-    def train_epoch(self, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    def train_epoch(self, on_step: Callable[[int], None] | None = None) -> EpochMetrics:
         """Train the next epoch, then measure kNN. Returns (and records) the epoch's metrics.
 
         `on_step(i)` is called after each step (e.g. a progress bar); it must not read device values.
@@ -261,33 +299,34 @@ class TrainingRun:
         loss, std = (sums / self.steps_per_epoch).tolist()
         self.epoch = epoch
 
-        status = STATUS_OK
-        if not math.isfinite(loss):
-            status = STATUS_DIVERGED
+        status = TrialStatus.OK if math.isfinite(loss) else TrialStatus.DIVERGED
         proj_dim = out.embedding.shape[1]
-        rank = float(effective_rank(out.embedding)) if status == STATUS_OK else float("nan")  # last batch
+        ok = status is TrialStatus.OK
+        rank = float(effective_rank(out.embedding)) if ok else float("nan")  # last batch
         std_ratio = std * math.sqrt(proj_dim)
-        if status == STATUS_OK and std_ratio < self.cfg.collapse_std_threshold:
-            status = STATUS_COLLAPSED
-        knn_start = time.perf_counter()
-        knn = self.knn_accuracy() if status != STATUS_DIVERGED else float("nan")
-        knn_time = time.perf_counter() - knn_start
-        metrics = {
-            "epoch": epoch,
-            "loss": loss if math.isfinite(loss) else None,
-            "knn_acc": knn,
-            "best_knn_acc": max(self.best_knn, knn) if math.isfinite(knn) else self.best_knn,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "epoch_time_s": train_time + knn_time,
-            "knn_time_s": knn_time,
-            "images_per_s": self.steps_per_epoch * self.cfg.batch_size / train_time,
-            "embedding_std": std if math.isfinite(std) else None,
-            "embedding_std_ratio": std_ratio if math.isfinite(std_ratio) else None,
-            "embedding_rank": rank if math.isfinite(rank) else None,
-            "weight_norm": self._weight_norm(),
-            "status": status,
-            **{k: float(v) / self.steps_per_epoch for k, v in extras.items()},
-        }
+        if ok and std_ratio < self.cfg.collapse_std_threshold:
+            status = TrialStatus.COLLAPSED
+        eval_start = time.perf_counter()
+        if status is TrialStatus.DIVERGED:  # NaN: a searcher tells Optuna the trial failed
+            values = dict.fromkeys(self.evaluate_names(), float("nan"))
+        else:
+            values = self.evaluate()
+        eval_time = time.perf_counter() - eval_start
+        metrics = EpochMetrics(
+            epoch=epoch,
+            loss=finite(loss),
+            lr=self.optimizer.param_groups[0]["lr"],
+            epoch_time_s=train_time + eval_time,
+            eval_time_s=eval_time,
+            images_per_s=self.steps_per_epoch * self.cfg.batch_size / train_time,
+            embedding_std=finite(std),
+            embedding_std_ratio=finite(std_ratio),
+            embedding_rank=finite(rank),
+            weight_norm=self._weight_norm(),
+            status=status,
+            extras={k: float(v) / self.steps_per_epoch for k, v in extras.items()},
+            **values,
+        )
         self.history.append(metrics)
         return metrics
 

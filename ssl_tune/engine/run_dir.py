@@ -14,6 +14,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ import torch
 import yaml
 
 from ssl_tune.config import TrainConfig, load_run_data
-from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
+from ssl_tune.engine.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.engine.runlog import TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
 from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
-from ssl_tune.storage import atomic_write
+from ssl_tune.metrics import EpochMetrics, finite
+from ssl_tune.storage import atomic_write, require_empty_output
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
+CHECKPOINT = RUN_CHECKPOINT
 
 
 def check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
@@ -36,10 +38,7 @@ def check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
         if not (out / CHECKPOINT).is_file():
             raise UsageError(f"--resume: no checkpoint at {out / CHECKPOINT}")
         return
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"--out {out} is not empty: pass --resume to continue it or --force to overwrite it")
+    require_empty_output(str(out), force=force, hint="pass --resume to continue it or --force to overwrite it")
 
 
 def saved_config(out: Path) -> dict[str, Any]:
@@ -50,9 +49,17 @@ def saved_config(out: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` returns: the last epoch's metrics and the run directory."""
+
+    final: EpochMetrics
+    out: Path
+
+
 def train(
     cfg: TrainConfig, out: Path, *, resume: bool = False, force: bool = False, progress_bar: bool | None = None
-) -> dict[str, Any]:
+) -> TrainResult:
     """Run (or continue) training into `out`. All input is checked before anything is written."""
     check_out_dir(out, resume=resume, force=force)
     data = load_run_data(cfg)
@@ -84,12 +91,12 @@ def train(
     finally:
         tb.close()
     if run.stopped:
-        raise TrainingStopped(f"training stopped at epoch {run.epoch}: {run.history[-1]['status']}")
+        raise TrainingStopped(f"training stopped at epoch {run.epoch}: {run.history[-1].status}")
     atomic_write(out / "backbone.pt", lambda f: torch.save(run.method.backbone.state_dict(), f))
-    return run.history[-1]
+    return TrainResult(run.history[-1], out)
 
 
-def _record(metrics: dict[str, Any], run: TrainingRun, out: Path, tb: TensorBoardLog) -> None:
+def _record(metrics: EpochMetrics, run: TrainingRun, out: Path, tb: TensorBoardLog) -> None:
     save_checkpoint(run.state_dict(), out / CHECKPOINT)  # checkpoint first: it carries the history
     append_jsonl(out / "metrics.jsonl", metrics)
     tb.log(metrics)
@@ -109,11 +116,10 @@ def _progress_bar(run: TrainingRun, enabled: bool) -> Iterator[Callable[[int], N
 
     last = run.history[-1]
     shown = []
-    if isinstance(last.get("loss"), float):
-        shown.append(f"last loss {last['loss']:.4f}")
-    knn = last.get("knn_acc")
-    if isinstance(knn, float) and knn == knn:
-        shown.append(f"last knn {100 * knn:.1f}%")
+    if last.loss is not None:
+        shown.append(f"last loss {last.loss:.4f}")
+    if (knn := last.knn()) is not None and (value := finite(knn[1])) is not None:
+        shown.append(f"last knn {100 * value:.1f}%")
     with tqdm(
         total=run.steps_per_epoch * run.cfg.batch_size,
         desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}",

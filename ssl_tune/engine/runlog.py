@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ssl_tune.metrics import EPOCH, RANKME, STATUS, VAL_KNN, EpochMetrics, TrialStatus, finite, format_metric
 from ssl_tune.storage import atomic_write
 
-SCALARS = (
-    "loss",
-    "knn_acc",
-    "best_knn_acc",
-    "lr",
-    "epoch_time_s",
-    "knn_time_s",
-    "images_per_s",
-    "embedding_std",
-    "embedding_std_ratio",
-    "embedding_rank",
-    "weight_norm",
-)
+SCALARS = tuple(f.name for f in fields(EpochMetrics) if f.name not in (EPOCH, STATUS, "extras"))
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -29,14 +19,14 @@ def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
-def rewrite_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(json_safe(r)) + "\n" for r in rows)
+def rewrite_jsonl(path: Path, rows: list[EpochMetrics]) -> None:
+    text = "".join(json.dumps(json_safe(r.to_dict())) + "\n" for r in rows)
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+def append_jsonl(path: Path, row: EpochMetrics) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(json_safe(row)) + "\n")
+        f.write(json.dumps(json_safe(row.to_dict())) + "\n")
         f.flush()
 
 
@@ -48,29 +38,29 @@ class TensorBoardLog:
 
         self.writer = SummaryWriter(str(logdir), purge_step=first_epoch if first_epoch > 0 else None)
 
-    def log(self, metrics: dict[str, Any]) -> None:
-        step = int(metrics["epoch"])
-        for key, value in metrics.items():
-            numeric = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            if numeric and (key in SCALARS or (key != "epoch" and isinstance(value, float))):
-                self.writer.add_scalar(key, value, step)
+    def log(self, metrics: EpochMetrics) -> None:
+        for key, value in metrics.to_dict().items():
+            if key not in (EPOCH, STATUS) and finite(value) is not None:
+                self.writer.add_scalar(key, value, metrics.epoch)
         self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
 
 
-def format_epoch(metrics: dict[str, Any], epochs: int) -> str:
+def format_epoch(metrics: EpochMetrics, epochs: int) -> str:
     """One console line per epoch."""
-    parts = [f"epoch {metrics['epoch']:>3}/{epochs}"]
-    if metrics.get("loss") is not None:
-        parts.append(f"loss {metrics['loss']:.4f}")
-    knn = metrics.get("knn_acc")
-    parts.append(f"knn {100 * knn:5.2f}%" if knn is not None and math.isfinite(knn) else "knn   n/a")
-    if metrics["epoch"] > 0:
-        parts.append(f"lr {metrics['lr']:.4g}")
-        parts.append(f"{metrics['images_per_s']:.0f} img/s")
-    parts.append(f"{metrics['epoch_time_s']:.1f}s")
-    if metrics.get("status", "ok") != "ok":
-        parts.append(f"[{metrics['status']}]")
+    parts = [f"epoch {metrics.epoch:>3}/{epochs}"]
+    if metrics.loss is not None:
+        parts.append(f"loss {metrics.loss:.4f}")
+    if (knn := metrics.knn()) is not None:
+        parts.append(format_metric("val knn" if knn[0] == VAL_KNN else "test knn", knn[1]))
+    if metrics.rankme is not None:
+        parts.append(format_metric(RANKME, metrics.rankme))
+    if metrics.epoch > 0:
+        parts.append(f"lr {metrics.lr:.4g}")
+        parts.append(f"{metrics.images_per_s:.0f} img/s")
+    parts.append(f"{metrics.epoch_time_s:.1f}s")
+    if metrics.status is not TrialStatus.OK:
+        parts.append(f"[{metrics.status}]")
     return "  ".join(parts)

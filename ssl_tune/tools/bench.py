@@ -24,7 +24,7 @@ import resource
 import statistics
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,63 @@ from ssl_tune.engine.run import TrainingRun, resolve_device
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Progress
 from ssl_tune.views import ViewSpec
+from ssl_tune.views.ops import blur_kernel_size
 
 PACKED_TIMEOUT_S = 600.0
 PLACEMENT_WORDS = {"resident": "on device", "streamed": "streamed"}
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """k trainings at once on one device: their aggregate img/s, and its ratio to k = 1."""
+
+    k: int
+    img_s: float
+    ratio: float
+
+
+@dataclass
+class BenchResult:
+    """Everything `ssl-tune bench` measured, with the setting it measured it in. `to_dict()` is its JSON."""
+
+    method: str
+    backbone: str
+    dataset: str
+    batch_size: int
+    steps: int
+    warmup_steps: int
+    image_size: int
+    views_per_image: int
+    train_images: int
+    test_images: int
+    device: str
+    device_type: str
+    cpu_count: int | None
+    torch: str
+    torchvision: str
+    precision: str
+    channels_last: bool
+    data_placement: str
+    repeats: int
+    ours_img_s: float
+    ours_step_s: float
+    ours_img_s_runs: list[float]
+    baseline_img_s: float
+    baseline_step_s: float
+    baseline_img_s_runs: list[float]
+    baseline_workers: int
+    ratio: float
+    knn_time_s: float
+    knn_acc: float
+    epoch_time_s: float
+    knn_share: float
+    peak_mem_mb: float
+    baseline_peak_mem_mb: float
+    peak_mem_source: str
+    packed: list[PackedRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def default_workers() -> int:
@@ -111,7 +165,7 @@ def _sync(device: torch.device) -> None:
 def _device_batches(run: TrainingRun, seed: int) -> Iterator[torch.Tensor]:
     """Endless uint8 batches of the run's train images on its device (resident or streamed, as the run's
     `data_placement`), reshuffled each pass."""
-    n, bs = len(run.data.train_labels), run.cfg.batch_size
+    n, bs = run.num_train, run.cfg.batch_size
     g = torch.Generator().manual_seed(seed)
     while True:
         yield from run.train_source.batches(torch.randperm(n, generator=g)[: n // bs * bs].view(-1, bs))
@@ -145,7 +199,7 @@ def baseline_transform(spec: ViewSpec, mean: Sequence[float], std: Sequence[floa
     if spec.grayscale_prob > 0:
         ops.append(v2.RandomGrayscale(spec.grayscale_prob))
     if spec.blur_prob > 0:
-        blur = v2.GaussianBlur(ops.blur_kernel_size(spec.size), sigma=(0.1, 2.0))
+        blur = v2.GaussianBlur(blur_kernel_size(spec.size), sigma=(0.1, 2.0))
         ops.append(v2.RandomApply([blur], p=spec.blur_prob))
     ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     if spec.solarize_prob > 0:
@@ -171,8 +225,7 @@ class BaselineViews(Dataset):
 
 def baseline_loader(run: TrainingRun, workers: int, seed: int = 0) -> DataLoader:
     """The conventional loader over the run's train split, with the run's method views."""
-    data = run.data
-    ds = BaselineViews(data.train_images, run.views.specs, data.mean, data.std)
+    ds = BaselineViews(run.train_source.images, run.views.specs, run.mean, run.std)
     return DataLoader(
         ds,
         batch_size=run.cfg.batch_size,
@@ -280,7 +333,7 @@ def _collect(results: Any, procs: list[Any], kind: str, ranks: range) -> dict[in
     return got
 
 
-def measure_packed(cfg: TrainConfig, data: ImageData, k_max: int, steps: int, warmup: int) -> list[dict[str, float]]:
+def measure_packed(cfg: TrainConfig, data: ImageData, k_max: int, steps: int, warmup: int) -> list[PackedRow]:
     """Aggregate img/s of 1, 2, ..., k_max concurrent trainings (one process each) on the config's device.
 
     Each process runs our pipeline on its own copy of the model; all start their timed steps together.
@@ -301,7 +354,7 @@ def measure_packed(cfg: TrainConfig, data: ImageData, k_max: int, steps: int, wa
     ]
     for p in procs:
         p.start()
-    rows: list[dict[str, float]] = []
+    rows: list[PackedRow] = []
     try:
         _collect(results, procs, "ready", range(k_max))
         for k in range(1, k_max + 1):
@@ -313,7 +366,7 @@ def measure_packed(cfg: TrainConfig, data: ImageData, k_max: int, steps: int, wa
                 commands[rank].put("go")
             elapsed = _collect(results, procs, "done", range(k))
             img_s = k * steps * cfg.batch_size / max(elapsed.values())
-            rows.append({"k": k, "img_s": img_s, "ratio": img_s / rows[0]["img_s"] if rows else 1.0})
+            rows.append(PackedRow(k, img_s, img_s / rows[0].img_s if rows else 1.0))
     finally:
         for q in commands:
             q.put(None)
@@ -344,7 +397,7 @@ def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_bench(req: BenchRequest, cfg: TrainConfig | None = None, data: ImageData | None = None) -> dict[str, Any]:
+def run_bench(req: BenchRequest, cfg: TrainConfig | None = None, data: ImageData | None = None) -> BenchResult:
     """Run the benchmark and return its results (see the module docstring). Raises UsageError.
 
     `data`, if given, replaces the config's dataset (e.g. generated images of a given size).
@@ -376,79 +429,80 @@ def run_bench(req: BenchRequest, cfg: TrainConfig | None = None, data: ImageData
         base_peak = max(base_peak, torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _peak_rss_mb())
 
     ours_img_s, base_img_s = statistics.median(ours_runs), statistics.median(base_runs)
-    train_images = len(data.train_labels)
+    train_images = run.num_train
     epoch_s = train_images / ours_img_s + knn_s
-    result: dict[str, Any] = {
-        "method": cfg.method,
-        "backbone": cfg.backbone,
-        "dataset": cfg.dataset,
-        "batch_size": cfg.batch_size,
-        "steps": req.steps,
-        "warmup_steps": req.warmup,
-        "image_size": data.image_size,
-        "views_per_image": run.views.num_views,
-        "train_images": train_images,
-        "test_images": len(data.test_labels),
-        "device": device_name(device),
-        "device_type": device.type,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "precision": str(run.autocast_dtype).removeprefix("torch.") if run.autocast_dtype else "fp32",
-        "channels_last": cfg.channels_last,
-        "data_placement": run.placement,
-        "repeats": req.repeats,
-        "ours_img_s": ours_img_s,
-        "ours_step_s": cfg.batch_size / ours_img_s,
-        "ours_img_s_runs": ours_runs,
-        "baseline_img_s": base_img_s,
-        "baseline_step_s": cfg.batch_size / base_img_s,
-        "baseline_img_s_runs": base_runs,
-        "baseline_workers": workers,
-        "ratio": ours_img_s / base_img_s,
-        "knn_time_s": knn_s,
-        "knn_acc": knn_acc,
-        "epoch_time_s": epoch_s,
-        "knn_share": knn_s / epoch_s,
-        "peak_mem_mb": peak,
-        "baseline_peak_mem_mb": base_peak,
-        "peak_mem_source": "torch.cuda.max_memory_allocated" if cuda else "getrusage ru_maxrss (process)",
-    }
+    result = BenchResult(
+        **{
+            "method": cfg.method,
+            "backbone": cfg.backbone,
+            "dataset": cfg.dataset,
+            "batch_size": cfg.batch_size,
+            "steps": req.steps,
+            "warmup_steps": req.warmup,
+            "image_size": data.image_size,
+            "views_per_image": run.views.num_views,
+            "train_images": train_images,
+            "test_images": len(run.query_labels) if run.knn_metric else 0,
+            "device": device_name(device),
+            "device_type": device.type,
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "precision": str(run.autocast_dtype).removeprefix("torch.") if run.autocast_dtype else "fp32",
+            "channels_last": cfg.channels_last,
+            "data_placement": run.placement,
+            "repeats": req.repeats,
+            "ours_img_s": ours_img_s,
+            "ours_step_s": cfg.batch_size / ours_img_s,
+            "ours_img_s_runs": ours_runs,
+            "baseline_img_s": base_img_s,
+            "baseline_step_s": cfg.batch_size / base_img_s,
+            "baseline_img_s_runs": base_runs,
+            "baseline_workers": workers,
+            "ratio": ours_img_s / base_img_s,
+            "knn_time_s": knn_s,
+            "knn_acc": knn_acc,
+            "epoch_time_s": epoch_s,
+            "knn_share": knn_s / epoch_s,
+            "peak_mem_mb": peak,
+            "baseline_peak_mem_mb": base_peak,
+            "peak_mem_source": "torch.cuda.max_memory_allocated" if cuda else "getrusage ru_maxrss (process)",
+        }
+    )
     if req.packed:
         del run  # free the device for the packed trainings
         if cuda:
             torch.cuda.empty_cache()
-        result["packed"] = measure_packed(cfg, data, req.packed, req.steps, req.warmup)
+        result.packed = measure_packed(cfg, data, req.packed, req.steps, req.warmup)
     return result
 
 
-def format_report(r: dict[str, Any]) -> str:
+def format_report(r: BenchResult) -> str:
     """The short text table printed by `ssl-tune bench`."""
     lines = [
-        f"{r['method']} / {r['backbone']} on {r['dataset']} ({r['train_images']} train, {r['test_images']} test, "
-        f"{r['image_size']} px, {r['views_per_image']} views), batch {r['batch_size']}, "
-        f"{r['steps']} timed steps after {r['warmup_steps']} warm-up"
-        + (f", median of {r['repeats']} interleaved runs" if r["repeats"] > 1 else ""),
-        f"device {r['device']} ({r['device_type']}, {r['cpu_count']} CPUs), torch {r['torch']}, {r['precision']}",
+        f"{r.method} / {r.backbone} on {r.dataset} ({r.train_images} train, {r.test_images} test, "
+        f"{r.image_size} px, {r.views_per_image} views), batch {r.batch_size}, "
+        f"{r.steps} timed steps after {r.warmup_steps} warm-up"
+        + (f", median of {r.repeats} interleaved runs" if r.repeats > 1 else ""),
+        f"device {r.device} ({r.device_type}, {r.cpu_count} CPUs), torch {r.torch}, {r.precision}",
         "",
         f"{'pipeline':<44}{'img/s':>10}{'ms/step':>10}",
-        f"{'ours (uint8 ' + PLACEMENT_WORDS[r['data_placement']] + ', batched views)':<44}"
-        f"{r['ours_img_s']:>10.1f}{1e3 * r['ours_step_s']:>10.1f}",
-        f"{'baseline (v2 per image, DataLoader, ' + str(r['baseline_workers']) + ' workers)':<44}"
-        f"{r['baseline_img_s']:>10.1f}{1e3 * r['baseline_step_s']:>10.1f}",
-        f"{'ratio ours / baseline':<44}{r['ratio']:>10.2f}x",
+        f"{'ours (uint8 ' + PLACEMENT_WORDS[r.data_placement] + ', batched views)':<44}"
+        f"{r.ours_img_s:>10.1f}{1e3 * r.ours_step_s:>10.1f}",
+        f"{'baseline (v2 per image, DataLoader, ' + str(r.baseline_workers) + ' workers)':<44}"
+        f"{r.baseline_img_s:>10.1f}{1e3 * r.baseline_step_s:>10.1f}",
+        f"{'ratio ours / baseline':<44}{r.ratio:>10.2f}x",
         *(
-            [f"runs, img/s: ours {_floats(r['ours_img_s_runs'])}; baseline {_floats(r['baseline_img_s_runs'])}"]
-            if r["repeats"] > 1
+            [f"runs, img/s: ours {_floats(r.ours_img_s_runs)}; baseline {_floats(r.baseline_img_s_runs)}"]
+            if r.repeats > 1
             else []
         ),
         "",
-        f"kNN eval {r['knn_time_s']:.2f} s of an estimated {r['epoch_time_s']:.2f} s epoch: "
-        f"knn_share {r['knn_share']:.3f}",
-        f"peak memory {r['peak_mem_mb']:.0f} MB ({r['peak_mem_source']}; baseline {r['baseline_peak_mem_mb']:.0f} MB)",
+        f"kNN eval {r.knn_time_s:.2f} s of an estimated {r.epoch_time_s:.2f} s epoch: knn_share {r.knn_share:.3f}",
+        f"peak memory {r.peak_mem_mb:.0f} MB ({r.peak_mem_source}; baseline {r.baseline_peak_mem_mb:.0f} MB)",
     ]
-    for row in r.get("packed", []):
-        lines.append(f"packed x{row['k']:<3} aggregate {row['img_s']:>10.1f} img/s  ({row['ratio']:.2f}x of one)")
+    for row in r.packed:
+        lines.append(f"packed x{row.k:<3} aggregate {row.img_s:>10.1f} img/s  ({row.ratio:.2f}x of one)")
     return "\n".join(lines)
 
 
@@ -456,5 +510,5 @@ def _floats(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
 
-def write_json(result: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+def write_json(result: BenchResult, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")

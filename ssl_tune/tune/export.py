@@ -1,9 +1,10 @@
-"""`ssl-tune export`: the best trial's full config (retrains as is), a Parquet table of all trials,
-and the path of the best checkpoint."""
+"""`ssl-tune export`: the best trial's full config (retrains as is), a Parquet table of all trials, the path of
+the best checkpoint, its backbone as a plain torchvision state_dict (`backbone.pt`), and the trial's `eval.json`
+when `ssl-tune eval --sweep` wrote one."""
 
 from __future__ import annotations
 
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ssl_tune.errors import UsageError
-from ssl_tune.storage import absolute, atomic_write
-from ssl_tune.tune.results import SweepRecord, load_sweep
+from ssl_tune.engine.checkpoint import checkpoint_file, load_checkpoint
+from ssl_tune.engine.evaluate import EVAL_FILE, backbone_state
+from ssl_tune.storage import absolute, exists, join, read_text, require_empty_output, write_dir_atomically
+from ssl_tune.tune.results import SweepRecord, TrialRecord, load_sweep
 
-FIXED_COLUMNS = ("trial_id", "status", "epochs_run", "best_knn_acc", "last_knn_acc", "best_checkpoint", "trial_dir")
+BACKBONE_FILE = "backbone.pt"
+
+FIXED_COLUMNS = (
+    "trial_id", "status", "epochs_run", "metric", "best_value", "last_value", "best_checkpoint", "trial_dir"
+)  # fmt: skip
 
 
 def trials_table(sweep: SweepRecord) -> pa.Table:
@@ -25,10 +31,11 @@ def trials_table(sweep: SweepRecord) -> pa.Table:
     for t in sweep.trials:
         row = {
             "trial_id": t.trial_id,
-            "status": t.status,
+            "status": t.status.value,
             "epochs_run": t.epochs_run,
-            "best_knn_acc": t.best_knn,
-            "last_knn_acc": t.last_knn,
+            "metric": t.metric,
+            "best_value": t.best_value,
+            "last_value": t.last_value,
             "best_checkpoint": t.best_checkpoint,
             "trial_dir": t.trial_dir,
         }
@@ -56,24 +63,50 @@ def _schema(rows: list[dict[str, Any]], columns: list[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def export(sweep_dir: str, out: Path, force: bool = False) -> dict[str, Any]:
-    """Write best.yaml, trials.parquet and best_checkpoint.txt into `out`. Checks everything first."""
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export` wrote: the folder, the best trial, the number of trials and the best checkpoint ("" if none)."""
+
+    out: Path
+    best: TrialRecord
+    trials: int
+    checkpoint: str
+
+
+def export(sweep_dir: str, out: Path, force: bool = False) -> ExportResult:
+    """Write best.yaml, trials.parquet and best_checkpoint.txt into `out`, all at once. Checks everything first."""
     sweep = load_sweep(absolute(sweep_dir))
     best = sweep.best()
     config = sweep.space.train_config(best.params, sweep.data_dir).to_yaml_dict()
     config.pop("out", None)
     table = trials_table(sweep)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise UsageError(f"--out {out} is not empty: pass --force to overwrite it")
-    if force and out.is_dir():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    require_empty_output(str(out), force=force)
     header = (
-        f"# best trial {best.trial_id} of {sweep.sweep_dir}: knn_acc {best.best_knn:.4f}\n"
+        f"# best trial {best.trial_id} of {sweep.sweep_dir}: {best.metric} {best.best_value:.4f}\n"
         f"# retrain: ssl-tune train --config {out / 'best.yaml'} --out runs/best\n"
     )
-    atomic_write(out / "best.yaml", lambda f: f.write((header + yaml.safe_dump(config, sort_keys=False)).encode()))
-    atomic_write(out / "trials.parquet", lambda f: pq.write_table(table, f))
+    parquet = pa.BufferOutputStream()
+    pq.write_table(table, parquet)
     checkpoint = best.best_checkpoint or ""
-    atomic_write(out / "best_checkpoint.txt", lambda f: f.write((checkpoint + "\n").encode()))
-    return {"best": best, "trials": table.num_rows, "checkpoint": checkpoint, "out": out}
+    files = {
+        "best.yaml": (header + yaml.safe_dump(config, sort_keys=False)).encode(),
+        "trials.parquet": parquet.getvalue().to_pybytes(),
+        "best_checkpoint.txt": (checkpoint + "\n").encode(),
+    }
+    if checkpoint:  # the torchvision model's plain state_dict: loads without ssl-tune
+        files[BACKBONE_FILE] = _backbone_bytes(checkpoint)
+    if exists(evaluation := join(best.trial_dir, EVAL_FILE)):  # `ssl-tune eval --sweep` wrote it
+        files[EVAL_FILE] = read_text(evaluation).encode()
+    write_dir_atomically(out, files)
+    return ExportResult(out, best, table.num_rows, checkpoint)
+
+
+def _backbone_bytes(checkpoint: str) -> bytes:
+    import io
+
+    import torch
+
+    state = load_checkpoint(checkpoint_file(checkpoint))
+    buf = io.BytesIO()
+    torch.save(backbone_state(state), buf)
+    return buf.getvalue()

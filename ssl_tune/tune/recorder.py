@@ -2,7 +2,7 @@
 
 No experiment summary is written, so TensorBoard's HParams plugin builds it from every trial's
 session: conditional parameters of different methods all show up, and its metric columns are the
-scalars (the last value of `knn_acc` is the final kNN, of `best_knn_acc` the best).
+scalars (the last value of `val_knn_acc` is the trial's final validation kNN).
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from ssl_tune.engine.runlog import SCALARS
+from ssl_tune.metrics import EPOCH, STATUS, TrialStatus
 from ssl_tune.storage import atomic_write
 from ssl_tune.tune.results import END_FILE, TRIAL_PREFIX
 
+
 # how a trial ended -> the HParams plugin's status column
-END_STATUS = {
-    "completed": api_pb2.STATUS_SUCCESS,
-    "stopped": api_pb2.STATUS_SUCCESS,  # early-stopped by ASHA: a normal end
-    "diverged": api_pb2.STATUS_FAILURE,
-    "collapsed": api_pb2.STATUS_FAILURE,
-    "error": api_pb2.STATUS_FAILURE,
-}
+def _session_status(status: TrialStatus) -> int:
+    if status is TrialStatus.UNFINISHED:
+        return api_pb2.STATUS_UNKNOWN
+    return api_pb2.STATUS_SUCCESS if status.finished_normally else api_pb2.STATUS_FAILURE
 
 
 def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
@@ -52,8 +51,8 @@ def session_start(hparams: dict[str, Any], group: str) -> Summary:
     return _hparams_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
 
 
-def session_end(status: str) -> Summary:
-    info = plugin_data_pb2.SessionEndInfo(status=END_STATUS.get(status, api_pb2.STATUS_UNKNOWN))
+def session_end(status: TrialStatus) -> Summary:
+    info = plugin_data_pb2.SessionEndInfo(status=_session_status(status))
     return _hparams_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
 
@@ -104,17 +103,17 @@ class TrialRecorder(LoggerCallback):
         status = trial_status(last, failed, self.max_epochs)
         writer.file_writer.add_summary(session_end(status))
         writer.close()
-        atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps({"status": status}).encode()))
+        atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps({STATUS: status.value}).encode()))
 
 
-def trial_status(last_result: dict[str, Any], errored: bool, max_epochs: int) -> str:
-    """completed | stopped (early, by ASHA) | diverged | collapsed | error."""
+def trial_status(last_result: dict[str, Any], errored: bool, max_epochs: int) -> TrialStatus:
+    """How a trial ended: completed, stopped (early, by ASHA), diverged, collapsed or error."""
     if errored:
-        return "error"
-    status = last_result.get("status", "ok")
-    if status not in ("ok", None):
-        return str(status)
-    return "completed" if int(last_result.get("epoch", 0)) >= max_epochs else "stopped"
+        return TrialStatus.ERROR
+    status = TrialStatus(last_result.get(STATUS) or TrialStatus.OK)
+    if status is not TrialStatus.OK:
+        return status
+    return TrialStatus.COMPLETED if int(last_result.get(EPOCH, 0)) >= max_epochs else TrialStatus.STOPPED
 
 
 def trial_dirname(trial: Trial) -> str:

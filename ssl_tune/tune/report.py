@@ -1,8 +1,8 @@
 """`ssl-tune report`: plots of a finished sweep and one self-contained HTML page.
 
 OUT/
-  knn_per_epoch.png        kNN accuracy per epoch of every trial; ASHA-stopped, diverged and collapsed marked
-  best_knn_vs_params.png   each trial's best kNN against each searched parameter
+  knn_per_epoch.png        the selection metric per epoch of every trial; ASHA-stopped, diverged and collapsed marked
+  best_knn_vs_params.png   each trial's best selection metric against each searched parameter
   param_importances.png    Optuna's parameter importances (when they can be computed)
   report.html              all of the above (images inline as data: URIs), a table of trials, the best config
 
@@ -16,17 +16,14 @@ import base64
 import html
 import io
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ssl_tune.errors import UsageError
-from ssl_tune.storage import absolute, exists, join, read_text
+from ssl_tune.metrics import LABELS, SELECTION_METRIC, TrialStatus, finite, format_metric, scaled
+from ssl_tune.storage import absolute, exists, join, read_text, require_empty_output, write_dir_atomically
 from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import Categorical, IntRange, LogUniform, SearchSpace
 
@@ -36,21 +33,21 @@ PARAMS_PLOT = "best_knn_vs_params.png"
 IMPORTANCE_PLOT = "param_importances.png"
 
 # how each end state is drawn: line style, marker at the trial's last epoch, colour of that marker
-STATUS_STYLE: dict[str, dict[str, Any]] = {
-    "completed": {"linestyle": "-", "marker": "o", "color": "tab:green"},
-    "stopped": {"linestyle": "--", "marker": "s", "color": "tab:blue"},
-    "diverged": {"linestyle": ":", "marker": "X", "color": "tab:red"},
-    "collapsed": {"linestyle": "-.", "marker": "v", "color": "tab:purple"},
-    "error": {"linestyle": ":", "marker": "x", "color": "black"},
-    "unfinished": {"linestyle": ":", "marker": ".", "color": "tab:gray"},
+STATUS_STYLE: dict[TrialStatus, dict[str, Any]] = {
+    TrialStatus.COMPLETED: {"linestyle": "-", "marker": "o", "color": "tab:green"},
+    TrialStatus.STOPPED: {"linestyle": "--", "marker": "s", "color": "tab:blue"},
+    TrialStatus.DIVERGED: {"linestyle": ":", "marker": "X", "color": "tab:red"},
+    TrialStatus.COLLAPSED: {"linestyle": "-.", "marker": "v", "color": "tab:purple"},
+    TrialStatus.ERROR: {"linestyle": ":", "marker": "x", "color": "black"},
+    TrialStatus.UNFINISHED: {"linestyle": ":", "marker": ".", "color": "tab:gray"},
 }
 STATUS_LABEL = {
-    "completed": "completed (all epochs)",
-    "stopped": "stopped early by ASHA",
-    "diverged": "diverged (NaN loss)",
-    "collapsed": "collapsed (embedding std)",
-    "error": "error",
-    "unfinished": "unfinished",
+    TrialStatus.COMPLETED: "completed (all epochs)",
+    TrialStatus.STOPPED: "stopped early by ASHA",
+    TrialStatus.DIVERGED: "diverged (NaN loss)",
+    TrialStatus.COLLAPSED: "collapsed (embedding std)",
+    TrialStatus.ERROR: "error",
+    TrialStatus.UNFINISHED: "unfinished",
 }
 TRIAL_LEGEND_MAX = 12  # above this many trials, only the end states get a legend
 
@@ -61,27 +58,34 @@ class Importances:
     note: str  # why not, or how they were computed
 
 
-def report(sweep_dir: str, out: Path, force: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReportResult:
+    """What `report` wrote: the folder, the best trial, how many trials, and the file names."""
+
+    out: Path
+    best: TrialRecord
+    trials: int
+    files: list[str]
+
+
+def report(sweep_dir: str, out: Path, force: bool = False) -> ReportResult:
     """Check the input, render everything in memory, then write `out` atomically. Raises UsageError."""
     location = absolute(sweep_dir)
     sweep = load_sweep(location)
     best = sweep.best()  # UsageError when no trial finished
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"--out {out} is not empty: pass --force to overwrite it")
+    require_empty_output(str(out), force=force)
 
     config = sweep.space.train_config(best.params, sweep.data_dir).to_yaml_dict()
     config.pop("out", None)
     best_yaml = yaml.safe_dump(config, sort_keys=False)
-    importances = param_importances(location)
+    importances = param_importances(location, sweep.metric)
     images = {KNN_PLOT: _png(knn_figure(sweep)), PARAMS_PLOT: _png(params_figure(sweep))}
     if importances.values:
         images[IMPORTANCE_PLOT] = _png(importances_figure(importances.values))
     page = render_html(sweep, best, best_yaml, images, importances)
-    _write_atomically(out, {**images, HTML_FILE: page.encode()})
-    return {"out": out, "best": best, "trials": len(sweep.trials), "files": sorted([*images, HTML_FILE])}
+    write_dir_atomically(out, {**images, HTML_FILE: page.encode()})
+    return ReportResult(out, best, len(sweep.trials), sorted([*images, HTML_FILE]))
 
 
 # --- Optuna ----------------------------------------------------------------------------------------
@@ -92,7 +96,7 @@ def _study_name(sweep_dir: str) -> str:
     return str(saved.get("name") or Path(sweep_dir.rstrip("/")).name)
 
 
-def param_importances(sweep_dir: str) -> Importances:
+def param_importances(sweep_dir: str, objective: str = SELECTION_METRIC) -> Importances:
     """Importances of the searched parameters from the sweep's Optuna study (read only).
 
     PED-ANOVA (Optuna's own, no scikit-learn needed; fANOVA, Optuna's default, needs scikit-learn).
@@ -132,7 +136,7 @@ def param_importances(sweep_dir: str) -> Importances:
         return Importances({}, f"cannot be computed ({type(err).__name__}: {err})")
     if not values:
         return Importances({}, "cannot be computed: no parameter was drawn in every completed trial")
-    return Importances(dict(values), f"PED-ANOVA over {len(complete)} completed Optuna trials (objective: knn_acc)")
+    return Importances(dict(values), f"PED-ANOVA over {len(complete)} completed Optuna trials (objective: {objective})")
 
 
 # --- plots -----------------------------------------------------------------------------------------
@@ -156,14 +160,13 @@ def _png(fig: Any) -> bytes:
 def _knn_points(trial: TrialRecord) -> tuple[list[int], list[float]]:
     epochs, values = [], []
     for row in trial.results:
-        value = row.get("knn_acc")
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        if (value := finite(row.get(trial.metric))) is not None:
             epochs.append(int(row.get("epoch", 0)))
-            values.append(100 * float(value))
+            values.append(scaled(trial.metric, value))
     return epochs, values
 
 
-def _status_handles(statuses: set[str]) -> list[Any]:
+def _status_handles(statuses: set[TrialStatus]) -> list[Any]:
     from matplotlib.lines import Line2D
 
     return [
@@ -183,14 +186,14 @@ def _status_handles(statuses: set[str]) -> list[Any]:
 
 
 def knn_figure(sweep: SweepRecord) -> Any:
-    """kNN accuracy per epoch, a line per trial; line style and end marker say how the trial ended."""
+    """The selection metric per epoch, a line per trial; line style and end marker say how the trial ended."""
     fig = _figure(11, 5)
     ax = fig.add_subplot()
     colors = _trial_colors(len(sweep.trials))
     label_trials = len(sweep.trials) <= TRIAL_LEGEND_MAX
     trial_handles = []
     for trial, color in zip(sweep.trials, colors, strict=True):
-        style = STATUS_STYLE.get(trial.status, STATUS_STYLE["unfinished"])
+        style = STATUS_STYLE[trial.status]
         epochs, values = _knn_points(trial)
         if not epochs:
             continue
@@ -203,7 +206,7 @@ def knn_figure(sweep: SweepRecord) -> Any:
             label=f"{trial.trial_id} ({trial.status})",
         )
         trial_handles.append(line)
-        end_epoch = trial.epochs_run if trial.status == "diverged" else epochs[-1]
+        end_epoch = trial.epochs_run if trial.status is TrialStatus.DIVERGED else epochs[-1]
         if end_epoch != epochs[-1]:  # a diverged trial has no kNN for its last epoch: mark it at the last one it had
             ax.plot([epochs[-1], end_epoch], [values[-1], values[-1]], color=color, linestyle=":", linewidth=1.0)
         ax.plot(
@@ -217,8 +220,8 @@ def knn_figure(sweep: SweepRecord) -> Any:
             zorder=3,
         )
     ax.set_xlabel("epoch")
-    ax.set_ylabel("kNN accuracy (%)")
-    ax.set_title(f"kNN accuracy per epoch ({len(sweep.trials)} trials; marker = how each trial ended)")
+    ax.set_ylabel(LABELS[sweep.metric])
+    ax.set_title(f"{sweep.metric} per epoch ({len(sweep.trials)} trials; marker = how each trial ended)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     # beside the plot, not over the lines
@@ -264,10 +267,10 @@ def params_figure(sweep: SweepRecord) -> Any:
         for status in STATUS_STYLE:
             xs, ys = [], []
             for t in sweep.trials:
-                if t.status == status and name in t.params and t.best_knn is not None:
+                if t.status == status and name in t.params and t.best_value is not None:
                     value = t.params[name]
                     xs.append(categories.index(value) if categories is not None else value)
-                    ys.append(100 * t.best_knn)
+                    ys.append(scaled(t.metric, t.best_value))
             if xs:
                 s = STATUS_STYLE[status]
                 ax.scatter(
@@ -289,10 +292,10 @@ def params_figure(sweep: SweepRecord) -> Any:
             pad = 0.04 * (dist.high - dist.low)
             ax.set_xlim(dist.low - pad, dist.high + pad)  # the whole searched range
         ax.set_xlabel(name + (" (log)" if ax.get_xscale() == "log" else ""))
-        ax.set_ylabel("best kNN accuracy (%)")
+        ax.set_ylabel("best " + LABELS[sweep.metric])
         ax.grid(alpha=0.3)
     if names:
-        handles = _status_handles({t.status for t in sweep.trials if t.best_knn is not None})
+        handles = _status_handles({t.status for t in sweep.trials if t.best_value is not None})
         if handles:
             fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
         fig.suptitle("best kNN accuracy of each trial against each searched parameter")
@@ -329,7 +332,7 @@ def importances_figure(values: dict[str, float]) -> Any:
         ax.text(v, i, f" {v:.2f}", va="center", fontsize="small")
     ax.set_xlim(0, max(1.0, max(v for _, v in ordered) * 1.15))
     ax.set_xlabel("importance (PED-ANOVA, sums to 1)")
-    ax.set_title("Optuna parameter importances for knn_acc")
+    ax.set_title("Optuna parameter importances")
     return fig
 
 
@@ -367,15 +370,16 @@ def render_html(
     counts: dict[str, int] = {}
     for t in sweep.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["trial", "status", "epochs", "best kNN", "last kNN", *params])
+    columns = ["trial", "status", "epochs", f"best {sweep.metric}", f"last {sweep.metric}", *params]
+    head = "".join(f"<th>{esc(h)}</th>" for h in columns)
     rows = []
-    for t in sorted(sweep.trials, key=lambda t: -(t.best_knn if t.best_knn is not None else -1.0)):
+    for t in sorted(sweep.trials, key=lambda t: -(t.best_value if t.best_value is not None else -1.0)):
         cells = [
             f"<td>{esc(t.trial_id)}</td>",
             f"<td>{esc(t.status)}</td>",
             f'<td class="num">{t.epochs_run}</td>',
-            f'<td class="num">{"" if t.best_knn is None else f"{100 * t.best_knn:.2f}%"}</td>',
-            f'<td class="num">{"" if t.last_knn is None else f"{100 * t.last_knn:.2f}%"}</td>',
+            f'<td class="num">{"" if t.best_value is None else f"{scaled(t.metric, t.best_value):.2f}"}</td>',
+            f'<td class="num">{"" if t.last_value is None else f"{scaled(t.metric, t.last_value):.2f}"}</td>',
             *(f'<td class="num">{esc(_fmt(t.params.get(p)))}</td>' for p in params),
         ]
         rows.append(f"<tr{' class=best' if t is best else ''}>{''.join(cells)}</tr>")
@@ -403,12 +407,12 @@ def render_html(
 <body>
 <h1>Sweep report</h1>
 <p>Sweep <code>{esc(sweep.sweep_dir)}</code>: {len(sweep.trials)} trials ({summary}).</p>
-<p>Best trial <b>{esc(best.trial_id)}</b>: kNN accuracy <b>{100 * best.best_knn:.2f}%</b>
+<p>Best trial <b>{esc(best.trial_id)}</b>: <b>{esc(format_metric(best.metric, best.best_value))}</b>
 after {best.epochs_run} epochs, with {best_params}.</p>
-<h2>kNN accuracy per epoch</h2>
-{_img(KNN_PLOT, images[KNN_PLOT], "kNN accuracy per epoch of every trial")}
-<h2>Best kNN against each searched parameter</h2>
-{_img(PARAMS_PLOT, images[PARAMS_PLOT], "best kNN accuracy against each searched parameter")}
+<h2>{esc(sweep.metric)} per epoch</h2>
+{_img(KNN_PLOT, images[KNN_PLOT], f"{sweep.metric} per epoch of every trial")}
+<h2>Best {esc(sweep.metric)} against each searched parameter</h2>
+{_img(PARAMS_PLOT, images[PARAMS_PLOT], f"best {sweep.metric} against each searched parameter")}
 <h2>Parameter importances</h2>
 {importance_html}
 <h2>Best config</h2>
@@ -426,31 +430,3 @@ after {best.epochs_run} epochs, with {best_params}.</p>
 
 
 # --- writing ---------------------------------------------------------------------------------------
-
-
-def _write_atomically(out: Path, files: dict[str, bytes]) -> None:
-    """Write `files` into a temporary directory beside `out`, then swap it in with one rename."""
-    out = out.absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    old: Path | None = None
-    try:
-        for name, data in files.items():
-            with open(tmp / name, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        if out.exists():  # empty, or --force: move it aside, put the new one in place, then delete it
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None and not out.exists():
-            os.replace(old / out.name, out)  # put the previous report back
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -7,13 +7,13 @@ sweep.yaml, and the `trial_end.json` marker that `TrialRecorder` writes when a t
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ssl_tune.errors import UsageError
+from ssl_tune.metrics import SELECTION_METRIC, STATUS, TrialStatus, finite
 from ssl_tune.storage import exists, filesystem, join, read_text
 from ssl_tune.tune.space import SearchSpace
 
@@ -27,32 +27,40 @@ class TrialRecord:
     trial_id: str
     trial_dir: str
     params: dict[str, Any]
-    results: list[dict[str, Any]] = field(default_factory=list)
-    end_status: str | None = None  # completed | stopped | diverged | collapsed | error; None = unfinished
+    metric: str = SELECTION_METRIC  # the sweep's selection metric (val_knn_acc or rankme)
+    results: list[dict[str, Any]] = field(default_factory=list)  # Tune's result.json rows
+    end_status: TrialStatus | None = None  # None: no end recorded
 
     @property
-    def status(self) -> str:
-        return self.end_status or "unfinished"
+    def status(self) -> TrialStatus:
+        return self.end_status or TrialStatus.UNFINISHED
 
     @property
     def epochs_run(self) -> int:
         return max((int(r.get("epoch", 0)) for r in self.results), default=0)
 
     @property
-    def last_knn(self) -> float | None:
-        return _finite(self.results[-1].get("knn_acc")) if self.results else None
+    def last_value(self) -> float | None:
+        """The selection metric at the trial's last epoch."""
+        return finite(self.results[-1].get(self.metric)) if self.results else None
+
+    def _trained_rows(self) -> list[dict[str, Any]]:
+        """Rows of trained epochs: epoch 0 (the random network) is measured as a baseline, never chosen."""
+        return [r for r in self.results if int(r.get("epoch", 0)) > 0 and finite(r.get(self.metric)) is not None]
 
     @property
-    def best_knn(self) -> float | None:
-        values = [v for r in self.results if (v := _finite(r.get("knn_acc"))) is not None]
+    def best_value(self) -> float | None:
+        """The selection metric at the epoch whose checkpoint the trial keeps (Ray Train keeps the best by this
+        metric): the validation metric's maximum over trained epochs, never a test number."""
+        values = [r[self.metric] for r in self._trained_rows()]
         return max(values) if values else None
 
     @property
     def best_checkpoint(self) -> str | None:
-        """The retained checkpoint with the highest kNN accuracy (Ray Train keeps the best two)."""
+        """The retained checkpoint with the best selection metric (Ray Train keeps the best two)."""
         ranked = sorted(
-            (r for r in self.results if r.get("checkpoint_path") and _finite(r.get("knn_acc")) is not None),
-            key=lambda r: r["knn_acc"],
+            (r for r in self._trained_rows() if r.get("checkpoint_path")),
+            key=lambda r: r[self.metric],
             reverse=True,
         )
         for row in ranked:
@@ -69,20 +77,18 @@ class SweepRecord:
     trials: list[TrialRecord]
 
     def finished(self) -> list[TrialRecord]:
-        """Trials that ended normally (run to the end or stopped early by ASHA) with a kNN accuracy."""
-        return [t for t in self.trials if t.end_status in ("completed", "stopped") and t.best_knn is not None]
+        """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
+        return [t for t in self.trials if t.status.finished_normally and t.best_value is not None]
 
     def best(self) -> TrialRecord:
         done = self.finished()
         if not done:
             raise UsageError(f"sweep {self.sweep_dir} has no finished trial yet")
-        return max(done, key=lambda t: t.best_knn)
+        return max(done, key=lambda t: t.best_value)
 
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    @property
+    def metric(self) -> str:
+        return self.space.sweep.metric or SELECTION_METRIC
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -119,11 +125,12 @@ def load_sweep(sweep_dir: str) -> SweepRecord:
             trial_id=info.base_name.removeprefix(TRIAL_PREFIX),
             trial_dir=trial_dir,
             params=json.loads(read_text(params_file)),
+            metric=space.sweep.metric or SELECTION_METRIC,
         )
         if exists(join(trial_dir, "result.json")):
             record.results = _json_lines(read_text(join(trial_dir, "result.json")))
         if exists(join(trial_dir, END_FILE)):
-            record.end_status = json.loads(read_text(join(trial_dir, END_FILE))).get("status")
+            record.end_status = TrialStatus(json.loads(read_text(join(trial_dir, END_FILE)))[STATUS])
         trials.append(record)
     trials.sort(key=lambda t: t.trial_id)
     return SweepRecord(sweep_dir, space, saved.get("data_dir"), trials)

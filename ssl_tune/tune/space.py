@@ -30,6 +30,7 @@ from ssl_tune.config import (
 )
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS
+from ssl_tune.metrics import RANKME
 from ssl_tune.settings import Settings
 
 Scalar = int | float | str | bool
@@ -110,6 +111,9 @@ class SweepSettings(Settings):
     cpus_per_worker: float = Field(1.0, gt=0, le=1024)
     max_failures: int = Field(2, ge=0, le=100)
     seed: int = Field(0, ge=0, lt=2**31)  # Optuna's sampler takes 32-bit seeds
+    metric: Literal["val_knn_acc", "rankme"] | None = Field(
+        None, description="what the sweep selects on; None: val_knn_acc on labeled data, rankme on unlabeled"
+    )
 
 
 class SearchSpace(Settings):
@@ -144,9 +148,16 @@ class SearchSpace(Settings):
         return self.asha.max_epochs or base.epochs
 
     def train_config(self, params: dict[str, Any], data_dir: str | None = None) -> TrainConfig:
-        """The full run config for one trial's sampled `params` (flat `key` or `method:key` names)."""
+        """The full run config for one trial's sampled `params` (flat `key` or `method:key` names).
+
+        A sweep's runs always monitor the validation split (held out of the train split), and measure RankMe
+        when the sweep selects on it: nothing a sweep decides reads the test split.
+        """
         layer = nest({_strip_method(k): v for k, v in params.items()})
-        return build_config(self.base_layer(data_dir), layer)
+        selection: dict[str, Any] = {"monitor": "val"}
+        if self.sweep.metric == RANKME:
+            selection["rankme"] = True
+        return build_config(self.base_layer(data_dir), layer, selection)
 
     def hparam_names(self) -> list[str]:
         names = list(self.params)
@@ -203,6 +214,10 @@ def load_space(path: str | Path, data_dir: str | None = None) -> SearchSpace:
 
 def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
     """Every method the space can draw, with each parameter at its extremes, must be a valid config."""
+    if not space.params and not space.conditional:
+        raise UsageError("nothing to search: the space has no params (put constants under fixed, ranges under params)")
+    if "monitor" in space.fixed or "monitor" in space.params:
+        raise UsageError("'monitor' is the sweep's: it selects on the validation split and never reads the test split")
     methods = space.method_choices()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,12 @@ from pydantic import ValidationError
 
 from ssl_tune.config import deep_merge, describe_validation_error, parse_set
 from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.metrics import RANKME, SELECTION_MODE, VAL_KNN
 from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_text
 from ssl_tune.tune.local_cluster import mark_session, remove_orphaned_clusters
-from ssl_tune.tune.results import SWEEP_FILE
+from ssl_tune.tune.results import SWEEP_FILE, TrialRecord, load_sweep
 from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
 
-METRIC, MODE = "knn_acc", "max"  # also in ssl_tune.tune.searcher, which imports Ray
 DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
 OPTUNA_FILE = "optuna.journal"
 
@@ -77,7 +79,7 @@ def prepare(request: SweepRequest) -> PreparedSweep:
     sweep_dir = join(storage, name)
     if exists(sweep_dir):
         raise UsageError(f"sweep {sweep_dir} already exists: pass --resume to continue it, or choose another --name")
-    _check_data(space, data_dir)
+    space = _check_data(space, data_dir)
     if space.sweep.gpus_per_trial > 0 and request.address is None and "RAY_ADDRESS" not in os.environ:
         import torch
 
@@ -101,29 +103,32 @@ def _with_overrides(space: SearchSpace, request: SweepRequest) -> SearchSpace:
     return updated
 
 
-def _check_data(space: SearchSpace, data_dir: str | None) -> None:
-    """Load the dataset once (presence, md5) and check every batch size the space can draw."""
-    from ssl_tune.config import load_run_data
+def _check_data(space: SearchSpace, data_dir: str | None) -> SearchSpace:
+    """Load the train split once (presence, md5; never the test split), check every batch size the space can
+    draw, and settle the metric: val_knn_acc on labeled data, rankme on unlabeled. Returns the settled space."""
+    from ssl_tune.config import check_batch_size, load_run_data
+    from ssl_tune.engine.run import monitored_split
 
     base = space.train_config({"method": space.method_choices()[0]}, data_dir)
     data = load_run_data(base)
-    n_train = len(data.train_labels)
+    metric = space.sweep.metric or (VAL_KNN if data.labeled else RANKME)
+    if metric == VAL_KNN and not data.labeled:
+        raise UsageError(f"dataset '{base.dataset}' has no labels, so it has no kNN accuracy: use --metric rankme")
+    n_train = len(monitored_split(base, data)[0])
     workers = space.sweep.workers_per_trial
     sizes = {base.batch_size}
     dist = space.params.get("batch_size")
     if dist is not None:
         sizes |= set(getattr(dist, "choices", None) or [dist.low, dist.high])
     for size in sorted(sizes):
-        if int(size) > n_train:
-            raise UsageError(f"batch_size {size} is larger than the training set ({n_train} images)")
-        if int(size) % workers:
-            raise UsageError(f"batch_size {size} is not divisible by --workers-per-trial {workers}")
+        check_batch_size(int(size), n_train, workers)
+    return space.model_copy(update={"sweep": space.sweep.model_copy(update={"metric": metric})})
 
 
 # --- running ---------------------------------------------------------------------------------------
 
 
-def run_sweep(request: SweepRequest) -> dict[str, Any]:
+def run_sweep(request: SweepRequest) -> SweepResult:
     """Run (or resume) a sweep to completion; returns a summary of the best trial."""
     prepared = prepare(request)
     space, sweep_dir = prepared.space, prepared.sweep_dir
@@ -131,31 +136,8 @@ def run_sweep(request: SweepRequest) -> dict[str, Any]:
         record = {"space": space.model_dump(mode="json"), "data_dir": prepared.data_dir, "name": prepared.name}
         write_text(join(sweep_dir, SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
 
-    import ray
-
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours writes TensorBoard
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-    # snapshot the experiment often (it is small), so a killed driver loses at most seconds of trial states
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    local = request.address is None and "RAY_ADDRESS" not in os.environ
-    if local:  # no spot preemption on a local cluster: spare each trial the watcher actor (a process)
-        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    init_kwargs: dict[str, Any] = {"log_to_driver": request.verbose, "include_dashboard": True}
-    if local and (stale := remove_orphaned_clusters()):
-        print(f"stopped {stale} local Ray cluster(s) left behind by a killed sweep driver")
-    if local:
-        init_kwargs["resources"] = {DRIVER_RESOURCE: 1000}
-    else:
-        init_kwargs["address"] = request.address or "auto"
-    context = ray.init(**init_kwargs)
-    if local:
-        mark_session(context.address_info["session_dir"])
-    try:
-        _require_state_api(ray.get_runtime_context().gcs_address)
-        tuner = _tuner(prepared, request, local)
-        results = tuner.fit()
-    finally:
-        ray.shutdown()
+    with ray_cluster(request.address, request.verbose) as local:
+        results = _tuner(prepared, request, local).fit()
     if results.num_terminated + results.num_errors < space.sweep.num_samples:
         raise Interrupted(
             f"sweep stopped with {results.num_terminated} of {space.sweep.num_samples} trials done; resume with: "
@@ -163,6 +145,46 @@ def run_sweep(request: SweepRequest) -> dict[str, Any]:
             f"--name {prepared.name} --resume"
         )
     return _summarize(results, sweep_dir)
+
+
+@contextmanager
+def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
+    """Connect to the cluster at `address` (or $RAY_ADDRESS), or start a local one; yields whether it is local.
+
+    A local cluster first stops the clusters left behind by killed drivers, offers the driver resource, and
+    is marked with this driver's pid. The dashboard's state API must answer (Ray Train V2 needs it).
+    """
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours writes TensorBoard
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # snapshot the experiment often (it is small), so a killed driver loses at most seconds of trial states
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    local = address is None and "RAY_ADDRESS" not in os.environ
+    if local:  # no spot preemption on a local cluster: spare each trial the watcher actor (a process)
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    init_kwargs: dict[str, Any] = {"log_to_driver": verbose, "include_dashboard": True}
+    if local and (stale := remove_orphaned_clusters()):
+        print(f"stopped {stale} local Ray cluster(s) left behind by a killed sweep driver")
+    if local:
+        init_kwargs["resources"] = {DRIVER_RESOURCE: 1000}
+    else:
+        init_kwargs["address"] = address or "auto"
+    context = ray.init(**init_kwargs)
+    if local:
+        mark_session(context.address_info["session_dir"])
+    try:
+        _require_state_api(ray.get_runtime_context().gcs_address)
+        yield local
+    finally:
+        ray.shutdown()
+
+
+def driver_resources() -> dict[str, float]:
+    """What a trial's driver (the Tune function trial) asks for: a sliver of the head's driver resource."""
+    import ray
+
+    return {DRIVER_RESOURCE: 0.001} if ray.cluster_resources().get(DRIVER_RESOURCE) else {"memory": 32 * 2**20}
 
 
 def _require_state_api(address: str) -> None:
@@ -205,13 +227,19 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     space, sweep_dir = prepared.space, prepared.sweep_dir
     s = space.sweep
     plan = TrialPlan(
-        space, prepared.data_dir, sweep_dir, s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker, s.max_failures
+        space,
+        prepared.data_dir,
+        sweep_dir,
+        s.workers_per_trial,
+        s.gpus_per_trial,
+        s.cpus_per_worker,
+        s.max_failures,
+        metric=s.metric or VAL_KNN,
     )
     resources = ray.cluster_resources()
     if s.gpus_per_trial and not resources.get("GPU") and not local:
         print("note: the cluster has no GPU now; trials wait until the autoscaler adds GPU nodes")
-    driver = {DRIVER_RESOURCE: 0.001} if resources.get(DRIVER_RESOURCE) else {"memory": 32 * 2**20}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), driver)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), driver_resources())
     base = space.train_config({"method": space.method_choices()[0]}, prepared.data_dir)
     max_epochs = space.max_epochs(base)
     callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
@@ -229,8 +257,8 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     print(f"sweep {prepared.name}: {s.num_samples} trials, up to {limit} at a time ({why})")
     searcher = SSLOptunaSearch(
         space=DefineByRun(space),
-        metric=METRIC,
-        mode=MODE,
+        metric=s.metric,
+        mode=SELECTION_MODE,
         seed=s.seed,
         study_name=prepared.name,
         storage=_optuna_storage(sweep_dir, prepared.name),
@@ -238,8 +266,8 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     )
     scheduler = ASHAScheduler(
         time_attr="epoch",
-        metric=METRIC,
-        mode=MODE,
+        metric=s.metric,
+        mode=SELECTION_MODE,
         max_t=max_epochs,
         grace_period=min(space.asha.grace_period, max_epochs),
         reduction_factor=space.asha.reduction_factor,
@@ -274,16 +302,17 @@ def _optuna_storage(sweep_dir: str, name: str):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def _summarize(results: Any, sweep_dir: str) -> dict[str, Any]:
-    trials = [r for r in results if r.metrics]
-    if not trials:
-        raise UsageError(f"no trial of {sweep_dir} reported a result")
-    best = max(trials, key=lambda r: r.metrics.get("best_knn_acc") or -1.0)
-    return {
-        "sweep_dir": sweep_dir,
-        "trials": len(results),
-        "errors": sum(1 for r in results if r.error is not None),
-        "best_knn_acc": best.metrics.get("best_knn_acc"),
-        "best_params": best.config,
-        "best_trial_dir": best.path,
-    }
+@dataclass(frozen=True)
+class SweepResult:
+    """What `run_sweep` returns: the sweep directory, how many trials ran and failed, and the best trial."""
+
+    sweep_dir: str
+    trials: int
+    errors: int
+    best: TrialRecord
+
+
+def _summarize(results: Any, sweep_dir: str) -> SweepResult:
+    """The best trial as `export` and `report` will see it: read back from the sweep's files."""
+    best = load_sweep(sweep_dir).best()
+    return SweepResult(sweep_dir, len(results), sum(1 for r in results if r.error is not None), best)

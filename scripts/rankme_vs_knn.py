@@ -1,0 +1,132 @@
+"""How well does label-free RankMe selection do against validation-kNN selection? (README, "RankMe vs kNN")
+
+    python scripts/rankme_vs_knn.py --data-dir ../shared/datasets [--out runs/rankme_vs_knn] [--trials 8]
+
+One real sweep on a CIFAR-10 subset (SimSiam, resnet_tiny) in which every trial reports both its validation
+kNN accuracy and RankMe; the labels of the validation split are used only by the kNN, never by RankMe. It
+prints and writes (JSON):
+
+- the Spearman rank correlation of the two metrics across the trials (final epoch of each trial);
+- the test-split kNN (`ssl-tune eval`: k=200, the whole train split as the bank) of the config each metric
+  picks;
+- RankMe's cost: one RankMe measurement against one training epoch, in the sweep's setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from ssl_tune.cli import main as cli
+from ssl_tune.engine.evaluate import evaluate_checkpoint
+from ssl_tune.metrics import RANKME, VAL_KNN
+from ssl_tune.tune.results import load_sweep
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rho: the Pearson correlation of the ranks (average ranks for ties)."""
+
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+    return cov / var if var else float("nan")
+
+
+def rankme_cost(data_dir: str, space: dict) -> dict[str, float]:
+    """Seconds of one training epoch and of one RankMe measurement, in the sweep's fixed setting."""
+    from ssl_tune.config import build_config, load_run_data
+    from ssl_tune.engine.run import TrainingRun
+
+    cfg = build_config(space["fixed"], {"data_dir": data_dir, "monitor": "val", "rankme": True, "epochs": 1})
+    run = TrainingRun(cfg, load_run_data(cfg))
+    run.initial_metrics()
+    start = time.perf_counter()
+    run.train_epoch()
+    epoch_s = time.perf_counter() - start
+    start = time.perf_counter()
+    run._measure(RANKME)
+    rankme_s = time.perf_counter() - start
+    return {"epoch_s": epoch_s, "rankme_s": rankme_s, "rankme_share": rankme_s / (epoch_s + rankme_s)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--out", type=Path, default=Path("runs/rankme_vs_knn"))
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--train-subset", type=int, default=5000)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    space = {
+        "fixed": {
+            "method": "simsiam", "backbone": "resnet_tiny", "dataset": "cifar10", "train_subset": args.train_subset,
+            "test_subset": 2000, "epochs": args.epochs, "batch_size": 128, "rankme": True,
+            "rankme_images": args.train_subset, "augment": {"crop_min_scale": 0.2},
+            "method_params": {"proj_hidden_dim": 512, "proj_output_dim": 256, "pred_hidden_dim": 128},
+        },
+        "params": {
+            "lr": {"type": "loguniform", "low": 0.01, "high": 3.0},
+            "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
+            "augment.crop_min_scale": {"type": "uniform", "low": 0.08, "high": 0.6},
+        },
+        "asha": {"grace_period": args.epochs, "reduction_factor": 2},  # no early stopping: every trial ends
+        "sweep": {"num_samples": args.trials, "metric": VAL_KNN, "seed": 0},
+    }  # fmt: skip
+    space_file = args.out / "space.yaml"
+    space_file.write_text(yaml.safe_dump(space))
+    store = args.out / "store"
+    start = time.perf_counter()
+    sweep_dir = store / "rankme_vs_knn"
+    if not sweep_dir.exists():
+        code = cli(["sweep", "--space", str(space_file), "--storage", str(store), "--name", "rankme_vs_knn",
+                    "--data-dir", args.data_dir])  # fmt: skip
+        assert code == 0, code
+    sweep_s = time.perf_counter() - start
+    sweep = load_sweep(str(sweep_dir))
+    trials = [t for t in sweep.trials if t.results and t.results[-1].get(RANKME) is not None]
+    knn = [float(t.results[-1][VAL_KNN]) for t in trials]
+    rank = [float(t.results[-1][RANKME]) for t in trials]
+    by_knn = max(trials, key=lambda t: t.results[-1][VAL_KNN])
+    by_rankme = max(trials, key=lambda t: t.results[-1][RANKME])
+
+    def test_knn(trial) -> float:  # at the last epoch, where both metrics were read (Ray keeps the latest)
+        return evaluate_checkpoint(Path(trial.results[-1]["checkpoint_path"]), args.data_dir, "cpu").test_knn_acc
+
+    result = {
+        "trials": len(trials),
+        "spearman_val_knn_vs_rankme": spearman(knn, rank),
+        "per_trial": [
+            {"trial": t.trial_id, VAL_KNN: k, RANKME: r, "params": t.params}
+            for t, k, r in zip(trials, knn, rank, strict=True)
+        ],
+        "knn_choice": {"trial": by_knn.trial_id, "test_knn_acc": test_knn(by_knn)},
+        "rankme_choice": {"trial": by_rankme.trial_id, "test_knn_acc": test_knn(by_rankme)},
+        "sweep_s": sweep_s,
+        "cost": rankme_cost(args.data_dir, space),
+    }
+    (args.out / "rankme_vs_knn.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "per_trial"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

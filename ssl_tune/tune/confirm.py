@@ -1,0 +1,206 @@
+"""`ssl-tune confirm`: retrain a sweep's top K configs with S fresh seeds each, on the whole train split (the
+validation images included, as is usual after selection), and evaluate every run on the test split.
+
+The K configs are ranked by the sweep's validation metric; the test split is read only here, after every
+decision is made. Each run is a Ray Train run inside a Tune trial on the same cluster as a sweep, so an
+interrupted confirm resumes: run the same command again, and finished runs are not rerun.
+
+<sweep>/confirm/ holds runs.yaml (what was asked), Tune's trial folders, train/ (checkpoints),
+confirm.parquet (a row per run) and confirm.md (mean ± std per config, beside the default recipe).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+
+from ssl_tune.config import build_config
+from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.storage import absolute, exists, join, read_text, write_text
+from ssl_tune.tune.results import SweepRecord, load_sweep
+
+CONFIRM_DIR = "confirm"
+RUNS_FILE = "runs.yaml"
+TABLE_FILE, REPORT_FILE = "confirm.parquet", "confirm.md"
+DEFAULT_LABEL = "default"
+EVAL_KEYS = ("test_knn_acc", "probe_top1", "probe_top5")
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    sweep: str
+    top: int
+    seeds: int
+    epochs: int | None = None
+    with_default: bool = False
+    address: str | None = None
+    verbose: bool = False
+    max_concurrent: int | None = None  # runs at a time (default: what the cluster fits)
+
+
+@dataclass(frozen=True)
+class ConfirmRun:
+    """One retrain: the sweep trial it confirms (or the default recipe), its seed and its full config."""
+
+    label: str
+    seed: int
+    params: dict[str, Any]
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    confirm_dir: str
+    rows: list[dict[str, Any]]
+    table: str  # confirm.md's text
+
+
+def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with_default: bool) -> list[ConfirmRun]:
+    """The K best finished trials by the validation metric, S fresh seeds each. Raises UsageError."""
+    if top < 1 or seeds < 1:
+        raise UsageError(f"--top and --seeds must be positive (got {top} and {seeds})")
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"--epochs must be positive, not {epochs}")
+    ranked = sorted(sweep.finished(), key=lambda t: t.best_value, reverse=True)
+    if top > len(ranked):
+        raise UsageError(f"--top {top} is more than the sweep's {len(ranked)} finished trial(s)")
+    base = sweep.space.train_config({"method": sweep.space.method_choices()[0]}, sweep.data_dir)
+    length = epochs or sweep.space.max_epochs(base)
+    configs = [(t.trial_id, t.params) for t in ranked[:top]]
+    if with_default:
+        configs.append((DEFAULT_LABEL, {}))
+    runs = []
+    for label, params in configs:
+        cfg = sweep.space.train_config(params, sweep.data_dir).to_yaml_dict()
+        if label == DEFAULT_LABEL:  # the space's fixed settings over the method's own recipe: nothing searched
+            cfg = build_config(sweep.space.base_layer(sweep.data_dir)).to_yaml_dict()
+        for i in range(seeds):
+            seed = int(cfg["seed"]) + 1 + i  # fresh: no trial of the sweep used it
+            final = build_config(cfg, {"monitor": "test", "rankme": False, "seed": seed, "epochs": length})
+            runs.append(ConfirmRun(label, seed, dict(params), final.to_yaml_dict()))
+    return runs
+
+
+def run_confirm(request: ConfirmRequest) -> ConfirmResult:
+    sweep_dir = absolute(request.sweep)
+    sweep = load_sweep(sweep_dir)
+    runs = plan_runs(sweep, request.top, request.seeds, request.epochs, request.with_default)
+    confirm_dir = join(sweep_dir, CONFIRM_DIR)
+    asked = yaml.safe_dump([asdict(r) for r in runs], sort_keys=True)
+    resume = exists(join(confirm_dir, RUNS_FILE))
+    if resume and read_text(join(confirm_dir, RUNS_FILE)) != asked:
+        raise UsageError(f"{confirm_dir} holds a confirm of other runs: move it away to start a new one")
+    if not resume:
+        write_text(join(confirm_dir, RUNS_FILE), asked)
+
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from ssl_tune.tune.recorder import TrialRecorder
+    from ssl_tune.tune.sweep import concurrency, driver_resources, ray_cluster
+    from ssl_tune.tune.trial import TrialPlan
+
+    s = sweep.space.sweep
+    plan = TrialPlan(
+        sweep.space, sweep.data_dir, confirm_dir, s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker,
+        s.max_failures, metric=sweep.metric,
+    )  # fmt: skip
+    with ray_cluster(request.address, request.verbose):
+        import ray
+
+        trainable = tune.with_resources(
+            tune.with_parameters(confirm_trial, plan=plan, configs=[r.config for r in runs]), driver_resources()
+        )
+        if resume and tune.Tuner.can_restore(confirm_dir):
+            print(f"resuming confirm {confirm_dir}")
+            tuner = tune.Tuner.restore(confirm_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            limit, _ = concurrency(sweep.space, ray.cluster_resources())
+            limit = request.max_concurrent or limit
+            epochs = max(r.config["epochs"] for r in runs)
+            print(f"confirm: {len(runs)} runs ({request.top} configs x {request.seeds} seeds), up to {limit} at a time")
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"run": tune.grid_search(list(range(len(runs))))},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=min(limit, len(runs)),
+                    trial_dirname_creator=_run_name,
+                    trial_name_creator=_run_name,
+                ),
+                run_config=tune.RunConfig(
+                    name=CONFIRM_DIR,
+                    storage_path=sweep_dir,
+                    # result.json (each run's epochs), TensorBoard, and trial_end.json once a run has ended
+                    callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback()],
+                    failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                ),
+            )
+        results = tuner.fit()
+    from ssl_tune.tune.worker import EVAL_PREFIX
+
+    finished = {r.config["run"]: r.metrics for r in results if r.metrics and f"{EVAL_PREFIX}probe_top1" in r.metrics}
+    if len(finished) < len(runs):
+        raise Interrupted(
+            f"confirm stopped with {len(finished)} of {len(runs)} runs evaluated; resume with the same command"
+        )
+    rows = []
+    for i, run in enumerate(runs):
+        metrics = finished[i]
+        row = {"label": run.label, "seed": run.seed, "epochs": int(metrics["epoch"])}
+        row["params"] = yaml.safe_dump(run.params).strip()
+        rows.append(row | {k: float(metrics[f"{EVAL_PREFIX}{k}"]) for k in EVAL_KEYS})
+    table = markdown_table(rows, sweep.metric)
+    _write_outputs(confirm_dir, rows, table)
+    return ConfirmResult(confirm_dir, rows, table)
+
+
+def confirm_trial(params: dict[str, Any], plan: Any, configs: list[dict[str, Any]]) -> None:
+    """Tune trainable: one confirm run (a Ray Train run), ending with its test-split evaluation."""
+    from ssl_tune.config import TrainConfig
+    from ssl_tune.tune.trial import fit_train_run
+
+    fit_train_run(TrainConfig.model_validate(configs[params["run"]]), plan, final_eval=True)
+
+
+def _run_name(trial: Any) -> str:
+    return f"run-{trial.config['run']}-{trial.trial_id}"
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
+    """Mean ± std (over seeds) of the test-split numbers per config, in %; the default recipe last."""
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    lines = [
+        f"Test-split accuracy (%), mean ± std over seeds; configs ranked by the sweep's {metric}.",
+        "",
+        "| config | seeds | epochs | test kNN | linear probe top-1 | linear probe top-5 | params |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        group = [r for r in rows if r["label"] == label]
+        cells = []
+        for key in EVAL_KEYS:
+            values = [100 * r[key] for r in group]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.2f} ± {std:.2f}")
+        name = "default recipe" if label == DEFAULT_LABEL else f"trial {label}"
+        params = group[0]["params"].replace("\n", "; ") if group[0]["params"] != "{}" else ""
+        lines.append(f"| {name} | {len(group)} | {group[0]['epochs']} | {' | '.join(cells)} | {params} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_outputs(confirm_dir: str, rows: list[dict[str, Any]], table: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ssl_tune.storage import filesystem
+
+    fs, root = filesystem(confirm_dir)
+    with fs.open_output_stream(f"{root}/{TABLE_FILE}") as f:
+        pq.write_table(pa.Table.from_pylist(rows), f)
+    write_text(join(confirm_dir, REPORT_FILE), table)
+
+
+__all__ = ["ConfirmRequest", "ConfirmResult", "plan_runs", "run_confirm"]

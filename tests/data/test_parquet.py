@@ -1,0 +1,140 @@
+"""Parquet shards: `ssl-tune data pack` -> `--dataset parquet` gives back the same pixels and labels, from a
+directory or a URI through pyarrow.fs, each rank reading only its own train shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+import torch
+
+from ssl_tune.cli import main
+from ssl_tune.data import load_data
+from ssl_tune.data.parquet import read_dataset, resolve_location, write_dataset
+from ssl_tune.errors import UsageError
+from tests.helpers import SMALL_SIMSIAM
+
+TRAIN, TEST, SHARD = 600, 200, 200  # 3 train shards, 1 test shard
+
+
+@pytest.fixture(scope="module")
+def cifar_subset(cifar_dir):
+    return load_data("cifar10", cifar_dir, train_subset=TRAIN, test_subset=TEST)
+
+
+@pytest.fixture(scope="module")
+def packed(cifar_dir, tmp_path_factory) -> Path:
+    """A CIFAR-10 subset packed by the CLI."""
+    out = tmp_path_factory.mktemp("shards") / "cifar10"
+    args = ["data", "pack", "--source", "cifar10", "--data-dir", str(cifar_dir), "--out", str(out)]
+    args += ["--train-subset", str(TRAIN), "--test-subset", str(TEST), "--shard-size", str(SHARD)]
+    assert main(args) == 0
+    return out
+
+
+def assert_same(a, b) -> None:
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and torch.equal(x, y), field
+    assert (a.num_classes, a.mean, a.std) == (b.num_classes, b.mean, b.std)
+
+
+def test_pack_then_read_gives_identical_pixels_and_labels(packed, cifar_subset, capsys):
+    manifest = json.loads((packed / "dataset.json").read_text())
+    assert [s["rows"] for s in manifest["splits"]["train"]] == [SHARD] * 3
+    assert [s["rows"] for s in manifest["splits"]["test"]] == [TEST]
+    assert sorted(p.name for p in (packed / "train").iterdir()) == [f"part-0000{i}.parquet" for i in range(3)]
+    data = load_data("parquet", str(packed))
+    assert_same(data, cifar_subset)
+    assert data.train_images.shape == (TRAIN, 3, 32, 32) and data.train_labels.unique().numel() == 10
+    # the first N of the packed order are the first N of the source
+    small = load_data("parquet", str(packed), train_subset=250, test_subset=50)
+    assert torch.equal(small.train_images, cifar_subset.train_images[:250])
+    assert torch.equal(small.test_labels, cifar_subset.test_labels[:50])
+
+
+def test_uris_and_other_filesystems_go_through_the_same_code(packed, cifar_subset, tmp_path):
+    # a file:// URI is resolved by pyarrow.fs.FileSystem.from_uri, like s3:// or gs://
+    assert_same(load_data("parquet", packed.as_uri()), cifar_subset)
+
+    # an object-store-shaped path ("bucket/prefix") on another pyarrow filesystem, for writing and reading
+    bucket_root = tmp_path / "store"
+    (bucket_root / "my-bucket").mkdir(parents=True)
+    store = pafs.SubTreeFileSystem(str(bucket_root), pafs.LocalFileSystem())
+    write_dataset(cifar_subset, "my-bucket/cifar10", source="cifar10", shard_size=SHARD, filesystem=store)
+    assert_same(read_dataset("my-bucket/cifar10", filesystem=store), cifar_subset)
+    assert_same(load_data("parquet", (bucket_root / "my-bucket" / "cifar10").as_uri()), cifar_subset)
+
+    # an s3:// or gs:// URI resolves to that filesystem and exactly such a "bucket/prefix" path
+    fs, path = resolve_location("s3://my-bucket/cifar10?region=us-east-1")
+    assert isinstance(fs, pafs.S3FileSystem) and path == "my-bucket/cifar10" and fs.region == "us-east-1"
+    fs, path = resolve_location("gs://my-bucket/cifar10/")
+    assert isinstance(fs, pafs.GcsFileSystem) and path == "my-bucket/cifar10"
+    with pytest.raises(UsageError, match="cannot open nope://x"):
+        resolve_location("nope://x")
+
+
+def test_each_rank_reads_only_its_own_shards(packed, cifar_subset, tmp_path):
+    ranks = [load_data("parquet", str(packed), shard=(r, 3)) for r in range(3)]
+    assert [len(d.train_labels) for d in ranks] == [SHARD] * 3
+    assert torch.equal(torch.cat([d.train_images for d in ranks]), cifar_subset.train_images)
+    assert all(torch.equal(d.test_images, cifar_subset.test_images) for d in ranks)  # every rank evaluates on all
+
+    # two ranks over three shards: rank 0 holds shards 0 and 2, rank 1 shard 1; both get 200 images
+    two = [load_data("parquet", str(packed), shard=(r, 2)) for r in range(2)]
+    assert torch.equal(two[0].train_images, cifar_subset.train_images[:SHARD])
+    assert torch.equal(two[1].train_images, cifar_subset.train_images[SHARD : 2 * SHARD])
+
+    # with the other ranks' shards gone, rank 0 still reads; rank 1 finds its own shard missing
+    partial = tmp_path / "rank0-only"
+    shutil.copytree(packed, partial)
+    for name in ("part-00001.parquet", "part-00002.parquet"):
+        (partial / "train" / name).unlink()
+    assert torch.equal(load_data("parquet", str(partial), shard=(0, 3)).train_images, ranks[0].train_images)
+    with pytest.raises(UsageError, match=r"train/part-00001.parquet is missing"):
+        load_data("parquet", str(partial), shard=(1, 3))
+
+    with pytest.raises(UsageError, match=r"3 train shard\(s\) cannot feed 4 ranks"):
+        load_data("parquet", str(packed), shard=(0, 4))
+    with pytest.raises(UsageError, match="cannot be read per rank"):
+        load_data("synthetic", shard=(0, 2))
+
+
+def test_bad_input_is_refused(packed, tmp_path, capsys):
+    before = sorted(p.relative_to(packed) for p in packed.rglob("*"))
+    assert main(["data", "pack", "--source", "synthetic", "--out", str(packed), "--train-subset", "10"]) == 2
+    assert "is not empty: pass --force" in capsys.readouterr().err
+    assert sorted(p.relative_to(packed) for p in packed.rglob("*")) == before
+
+    bad = [
+        (["--source", "parquet", "--out", str(tmp_path / "a")], "--source: unknown dataset 'parquet'"),
+        (["--source", "synthetic", "--out", str(tmp_path / "b"), "--shard-size", "0"], "--shard-size must be"),
+        (["--source", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "c")], "no cifar10 in"),
+    ]
+    for args, message in bad:
+        assert main(["data", "pack", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+    with pytest.raises(UsageError, match=r"no dataset\.json in"):
+        load_data("parquet", str(tmp_path))
+    with pytest.raises(UsageError, match="train_subset 601 is larger than the train split"):
+        load_data("parquet", str(packed), train_subset=TRAIN + 1)
+    with pytest.raises(UsageError, match="needs --data-dir"):
+        load_data("parquet")
+
+
+def test_a_training_run_reads_a_shard_dir(packed, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--method", "simsiam", "--backbone", "resnet_tiny", "--dataset", "parquet"]
+    args += ["--data-dir", str(packed), "--train-subset", "256", "--test-subset", "128", "--batch-size", "128"]
+    args += ["--epochs", "1", "--no-progress", "--out", str(out)]
+    args += [a for k, v in SMALL_SIMSIAM.items() for a in ("--set", f"method_params.{k}={v}")]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["loss"] is not None and 0.0 < rows[1]["test_knn_acc"] <= 1.0

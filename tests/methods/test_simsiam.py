@@ -1,0 +1,59 @@
+"""SimSiam end to end: the stop-gradient prevents collapse, and kNN accuracy rises on real CIFAR-10."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ssl_tune.config import build_config, load_run_data
+from ssl_tune.engine.run import TrainingRun
+
+# the settings stated in the README (Methods): weak crops and a high lr, small heads for CPU
+# (measured: 23.85 % -> 29.15 % kNN with seed 0; seeds 1-3 gained 5.4, 5.5 and 2.3 points)
+LEARNING = {
+    "method": "simsiam",
+    "backbone": "resnet_tiny",
+    "dataset": "cifar10",
+    "train_subset": 5000,
+    "test_subset": 2000,
+    "epochs": 8,
+    "batch_size": 64,
+    "lr": 0.5,
+    "augment": {"crop_min_scale": 0.2},
+    "method_params": {"proj_hidden_dim": 512, "proj_output_dim": 256, "pred_hidden_dim": 128},
+    "seed": 0,
+}
+
+
+def _collapse_signals(stop_gradient: bool) -> list[dict]:
+    cfg = build_config({
+        "method": "simsiam", "dataset": "synthetic", "train_subset": 512, "test_subset": 128, "batch_size": 32,
+        "epochs": 6, "lr": 0.5, "method_params": {"proj_hidden_dim": 128, "proj_output_dim": 128,
+                                                   "pred_hidden_dim": 32, "stop_gradient": stop_gradient},
+    })  # fmt: skip
+    run = TrainingRun(cfg, load_run_data(cfg))
+    run.initial_metrics()
+    return [run.train_epoch().to_dict() for _ in range(cfg.epochs)]
+
+
+def test_without_stop_gradient_simsiam_collapses():
+    """Measured here (6 epochs, 128-d): with the stop-gradient the std ratio stays ~0.98 and the effective rank
+    ~55; without it the std ratio falls to ~0.6 and the rank to ~10. The projector's output BN keeps every
+    dimension's batch variance, so the collapse is dimensional (a few directions), not to a single point."""
+    with_sg, without_sg = _collapse_signals(True), _collapse_signals(False)
+    assert all(m["embedding_std_ratio"] > 0.9 for m in with_sg), with_sg
+    assert without_sg[-1]["embedding_std_ratio"] < 0.75, without_sg
+    assert without_sg[-1]["embedding_rank"] < 0.3 * with_sg[-1]["embedding_rank"], (with_sg[-1], without_sg[-1])
+    assert all(math.isfinite(m["loss"]) for m in with_sg + without_sg)
+
+
+@pytest.mark.slow
+def test_simsiam_raises_knn_by_5_points_on_cifar10(cifar_dir):
+    cfg = build_config({**LEARNING, "data_dir": str(cifar_dir)})
+    run = TrainingRun(cfg, load_run_data(cfg))
+    start = run.initial_metrics().test_knn_acc
+    while not run.done:
+        metrics = run.train_epoch()
+    print(f"simsiam kNN: epoch 0 {start:.4f} -> epoch {metrics.epoch} {metrics.test_knn_acc:.4f}")
+    assert metrics.test_knn_acc >= start + 0.05, (start, metrics.test_knn_acc)

@@ -1,0 +1,44 @@
+"""The shipped search spaces: one per method plus all.yaml, each valid, and all.yaml's conditional
+parameters drawn only with their method (real Optuna, define-by-run)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from ssl_tune.methods import METHODS
+from ssl_tune.tune.space import DefineByRun, load_space
+from tests.helpers import REPO
+
+SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_shipped_space_is_valid(path):
+    space = load_space(path)
+    assert space.description
+    assert all(m in METHODS for m in space.method_choices())
+
+
+def test_every_method_has_its_own_space_and_is_in_all_yaml():
+    stems = {p.stem for p in SPACES}
+    assert set(METHODS) <= stems, set(METHODS) - stems
+    assert set(load_space(REPO / "search_spaces" / "all.yaml").method_choices()) == set(METHODS)
+
+
+def test_all_yaml_draws_each_methods_parameters_only_with_that_method():
+    space = load_space(REPO / "search_spaces" / "all.yaml")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    define = DefineByRun(space)
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        define(trial)
+        method = trial.params["method"]
+        seen.add(method)
+        conditional = {k for k in trial.params if ":" in k}
+        assert conditional == {f"{method}:{k}" for k in space.conditional[method]}
+        cfg = space.train_config(trial.params)  # a valid run config, with the method's own keys
+        assert cfg.method == method
+        study.tell(trial, 0.0)
+    assert len(seen) >= 6

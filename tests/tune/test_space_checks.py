@@ -1,0 +1,91 @@
+"""Spaces that cannot make a trustworthy sweep are refused before Ray starts: nothing to search, a space that
+picks the monitored split itself, a selection metric that is not a validation metric. Exit 2, one line, nothing
+written."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from ssl_tune.cli import main
+from tests.helpers import TINY_FIXED
+
+LR = {"lr": {"type": "loguniform", "low": 0.01, "high": 1.0}}
+
+REFUSED_SPACES = {
+    "empty mapping": ("{}\n", "nothing to search"),
+    "empty file": ("", "nothing to search"),
+    "bare fixed key": ("fixed:\n", "config key 'fixed'"),  # `fixed: null`: refused, as not a mapping
+    "only fixed": (yaml.safe_dump({"fixed": TINY_FIXED}), "nothing to search"),
+    "fixed and empty params": (yaml.safe_dump({"fixed": TINY_FIXED, "params": {}}), "nothing to search"),
+    "only sweep settings": (yaml.safe_dump({"fixed": TINY_FIXED, "sweep": {"num_samples": 4}}), "nothing to search"),
+    "monitor test in fixed": (
+        yaml.safe_dump({"fixed": {**TINY_FIXED, "monitor": "test"}, "params": LR}),
+        "'monitor' is the sweep's",
+    ),
+    "monitor val in fixed": (
+        yaml.safe_dump({"fixed": {**TINY_FIXED, "monitor": "val"}, "params": LR}),
+        "'monitor' is the sweep's",
+    ),
+    "monitor searched": (
+        yaml.safe_dump(
+            {"fixed": TINY_FIXED, "params": {**LR, "monitor": {"type": "categorical", "choices": ["val", "test"]}}}
+        ),
+        "'monitor' is the sweep's",
+    ),
+    "test metric in the file": (
+        yaml.safe_dump({"fixed": TINY_FIXED, "params": LR, "sweep": {"metric": "test_knn_acc"}}),
+        "sweep.metric",
+    ),
+}
+
+
+def _assert_refused(code: int, capsys, expected: str, store) -> None:
+    import ray
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and expected in err, err
+    assert err.startswith("ssl-tune sweep: error: ")
+    assert "Traceback" not in err
+    assert not store.exists()
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("case", REFUSED_SPACES, ids=list(REFUSED_SPACES))
+def test_space_is_refused(case, tmp_path, capsys):
+    text, expected = REFUSED_SPACES[case]
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    store = tmp_path / "store"
+    _assert_refused(main(["sweep", "--space", str(space), "--storage", str(store)]), capsys, expected, store)
+
+
+REFUSED_FLAGS = {
+    "--set monitor=test": (["--set", "monitor=test"], "'monitor' is the sweep's"),
+    "--metric test_knn_acc": (["--metric", "test_knn_acc"], "sweep.metric"),
+    "--metric loss": (["--metric", "loss"], "sweep.metric"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_FLAGS, ids=list(REFUSED_FLAGS))
+def test_flags_that_would_select_on_test_are_refused(case, tmp_path, capsys):
+    args, expected = REFUSED_FLAGS[case]
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"fixed": TINY_FIXED, "params": LR}))
+    store = tmp_path / "store"
+    code = main(["sweep", "--space", str(space), "--storage", str(store), *args])
+    _assert_refused(code, capsys, expected, store)
+
+
+def test_trial_configs_always_monitor_the_validation_split():
+    """What every trial runs: monitor val, whatever the base config's default."""
+    from ssl_tune.tune.space import SearchSpace, check_space
+
+    space = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR})
+    check_space(space)
+    cfg = space.train_config({"lr": 0.1})
+    assert cfg.monitor == "val" and not cfg.rankme and cfg.lr == 0.1
+    ranked = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR, "sweep": {"metric": "rankme"}})
+    cfg = ranked.train_config({"lr": 0.1})
+    assert cfg.monitor == "val" and cfg.rankme

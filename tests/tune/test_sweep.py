@@ -1,0 +1,263 @@
+"""`ssl-tune sweep` and `ssl-tune export` on a real local Ray cluster (2 CPUs), real Optuna, real TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from ray.train.v2.api.callback import UserCallback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hp_metadata
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from ssl_tune.cli import main
+from ssl_tune.config import build_config
+from ssl_tune.tune.confirm import CONFIRM_DIR, plan_runs
+from ssl_tune.tune.confirm import REPORT_FILE as CONFIRM_REPORT
+from ssl_tune.tune.confirm import TABLE_FILE as CONFIRM_TABLE
+from ssl_tune.tune.results import END_FILE, load_sweep
+from tests.helpers import REPO, TINY_FIXED, run_cli, sweep_cmd, write_space
+
+pytestmark = pytest.mark.slow  # starts a Ray cluster or trains for several epochs
+
+MAX_EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """Six trials on two one-CPU slots: more trials than slots, ASHA at rungs 1 (and 3)."""
+    root = tmp_path_factory.mktemp("sweep")
+    space = write_space(root / "tiny.yaml")
+    proc = run_cli(sweep_cmd("--space", str(space), "--storage", str(root / "store"), "--name", "tiny"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root / "store" / "tiny", proc.stdout
+
+
+def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
+    sweep_dir, stdout = finished_sweep
+    sweep = load_sweep(str(sweep_dir))
+    assert len(sweep.trials) == 6
+    assert all(t.status in ("completed", "stopped") for t in sweep.trials), [t.status for t in sweep.trials]
+    stopped = [t for t in sweep.trials if t.epochs_run < MAX_EPOCHS]
+    assert stopped and all(t.status == "stopped" for t in stopped)
+    assert any(t.epochs_run == MAX_EPOCHS and t.status == "completed" for t in sweep.trials)
+    # every trial reports epoch 0 (the random network) then one row per epoch it ran
+    for t in sweep.trials:
+        assert [r["epoch"] for r in t.results] == list(range(t.epochs_run + 1))
+    # the searcher proposed different configurations
+    proposals = {(t.params["lr"], t.params["weight_decay"]) for t in sweep.trials}
+    assert len(proposals) == 6
+    # the summary names the best trial and the next commands
+    assert "best trial" in stdout and "tensorboard --logdir" in stdout and "ssl-tune export" in stdout
+
+
+def test_optuna_study_is_in_a_journal_that_optuna_dashboard_can_open(finished_sweep):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep_dir, _ = finished_sweep
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 6
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    sweep = load_sweep(str(sweep_dir))
+    assert sorted(t.params["lr"] for t in study.trials) == sorted(t.params["lr"] for t in sweep.trials)
+
+
+def test_tensorboard_events_hold_scalars_and_hparams(finished_sweep):
+    sweep_dir, _ = finished_sweep
+    for trial in load_sweep(str(sweep_dir)).trials:
+        acc = EventAccumulator(trial.trial_dir, size_guidance={"scalars": 0, "tensors": 0})
+        acc.Reload()
+        tags = acc.Tags()["scalars"]
+        for tag in ("val_knn_acc", "loss", "lr", "embedding_std"):
+            assert tag in tags, (tag, tags)
+        knn = {e.step: e.value for e in acc.Scalars("val_knn_acc")}
+        assert sorted(knn) == list(range(trial.epochs_run + 1))
+        for row in trial.results:
+            assert math.isclose(knn[row["epoch"]], row["val_knn_acc"], rel_tol=1e-6)
+        # the HParams plugin's session: this trial's sampled values, and how it ended
+        content = acc.PluginTagToContent(hp_metadata.PLUGIN_NAME)
+        start = plugin_data_pb2.HParamsPluginData.FromString(content[hp_metadata.SESSION_START_INFO_TAG])
+        hparams = start.session_start_info.hparams
+        assert math.isclose(hparams["lr"].number_value, trial.params["lr"], rel_tol=1e-9)
+        assert math.isclose(hparams["weight_decay"].number_value, trial.params["weight_decay"], rel_tol=1e-9)
+        end = plugin_data_pb2.HParamsPluginData.FromString(content[hp_metadata.SESSION_END_INFO_TAG])
+        assert end.session_end_info.status != 0
+
+
+def test_export_round_trip(finished_sweep, tmp_path, capsys):
+    sweep_dir, _ = finished_sweep
+    out = tmp_path / "export"
+    assert main(["export", "--sweep", str(sweep_dir), "--out", str(out)]) == 0
+    sweep = load_sweep(str(sweep_dir))
+    table = pq.read_table(out / "trials.parquet").to_pylist()
+    assert len(table) == len(sweep.trials) == 6
+    by_id = {row["trial_id"]: row for row in table}
+    for t in sweep.trials:
+        row = by_id[t.trial_id]
+        tune_rows = [
+            json.loads(x) for x in (sweep_dir / f"trial-{t.trial_id}" / "result.json").read_text().split("\n") if x
+        ]
+        assert row["lr"] == t.params["lr"] and row["weight_decay"] == t.params["weight_decay"]
+        assert row["metric"] == "val_knn_acc"
+        assert row["best_value"] == max(r["val_knn_acc"] for r in tune_rows if r["epoch"] > 0)  # trained epochs only
+        assert row["last_value"] == tune_rows[-1]["val_knn_acc"]
+        assert row["epochs_run"] == tune_rows[-1]["epoch"]
+        assert row["status"] == t.status
+    best_row = max(table, key=lambda r: r["best_value"])
+    checkpoint = (out / "best_checkpoint.txt").read_text().strip()
+    assert checkpoint == best_row["best_checkpoint"] and checkpoint.startswith(str(sweep_dir / "train"))
+
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    best_trial = next(t for t in sweep.trials if t.trial_id == best_row["trial_id"])
+    assert best["lr"] == best_trial.params["lr"] and best["epochs"] == MAX_EPOCHS
+    retrain = tmp_path / "retrain"
+    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(retrain), "--no-progress"]) == 0
+    assert yaml.safe_load((retrain / "config.yaml").read_text()) == {**best, "out": str(retrain)}
+    lines = (retrain / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == MAX_EPOCHS + 1
+
+
+def test_export_refuses_missing_or_unfinished_sweeps(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", "--sweep", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "sweep.yaml").write_text(yaml.safe_dump({"space": {"fixed": {"method": "simsiam"}}}))
+    assert main(["export", "--sweep", str(started), "--out", str(out)]) == 2
+    assert "no finished trial" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_two_worker_ddp_trial_gives_the_same_knn_and_weights_on_both_ranks(tmp_path):
+    """A TorchTrainer with 2 CPU workers (gloo); a Train callback records every rank's report."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ssl_tune.config import build_config
+    from ssl_tune.tune.worker import train_worker
+
+    cfg = build_config(TINY_FIXED, {"epochs": 2, "monitor": "val"})  # as a sweep trial
+    log = tmp_path / "reports.jsonl"
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+    try:
+        TorchTrainer(
+            train_worker,
+            train_loop_config={"config": cfg.to_yaml_dict(), "threads": 1},
+            scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+            run_config=ray.train.RunConfig(
+                name="ddp", storage_path=str(tmp_path / "store"), callbacks=[AllRanksRecorder(str(log))]
+            ),
+        ).fit()
+    finally:
+        ray.shutdown()
+    reports = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r[0]["epoch"] for r in reports] == [0, 1, 2]
+    for ranks in reports:
+        assert len(ranks) == 2
+        assert ranks[0]["val_knn_acc"] == ranks[1]["val_knn_acc"]
+        if ranks[0]["epoch"] > 0:
+            assert ranks[0]["loss"] == ranks[1]["loss"]
+            # each rank saw its own half of the batch; equal weights mean the gradients were all-reduced
+            assert ranks[0]["weight_norm"] == ranks[1]["weight_norm"]
+
+
+# --- ssl-tune confirm on the same finished sweep (after the checks above: it adds <sweep>/confirm/) -----------
+
+
+def _confirm_cmd(sweep_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ssl_tune", "confirm", "--sweep", str(sweep_dir), *args]
+
+
+def _confirmed(confirm: Path) -> dict[str, str]:
+    """Run folder -> its result.json, for the runs that have ended (trial_end.json) with their test evaluation."""
+    ended = [p.parent for p in confirm.glob(f"run-*/{END_FILE}")]
+    return {d.name: text for d in ended if "eval_probe_top1" in (text := (d / "result.json").read_text())}
+
+
+def test_confirm_more_than_the_finished_trials_is_refused(finished_sweep, capsys):
+    sweep_dir, _ = finished_sweep
+    assert main(["confirm", "--sweep", str(sweep_dir), "--top", "7", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--top 7 is more than the sweep's 6 finished trial(s)" in err, err
+    assert not (sweep_dir / CONFIRM_DIR).exists()
+
+
+def test_confirm_plans_the_top_configs_with_fresh_seeds_and_the_default_recipe(finished_sweep):
+    sweep_dir, _ = finished_sweep
+    sweep = load_sweep(str(sweep_dir))
+    runs = plan_runs(sweep, top=2, seeds=3, epochs=None, with_default=True)
+    ranked = sorted(sweep.finished(), key=lambda t: t.best_value, reverse=True)[:2]
+    assert [r.label for r in runs] == [ranked[0].trial_id] * 3 + [ranked[1].trial_id] * 3 + ["default"] * 3
+    assert [r.seed for r in runs] == [1, 2, 3] * 3  # fresh: the sweep's trials all ran seed 0
+    for run in runs:  # the whole train split, judged on the test split, at the sweep's full length
+        assert run.config["monitor"] == "test" and run.config["epochs"] == MAX_EPOCHS and not run.config["rankme"]
+    assert runs[0].config["lr"] == ranked[0].params["lr"]
+    default = runs[-1].config  # nothing searched: the space's fixed settings over the method's recipe
+    assert default["lr"] == build_config({"method": "simsiam"}).lr and runs[-1].params == {}
+
+
+def test_confirm_writes_k_by_s_rows_and_resumes_without_rerunning(finished_sweep):
+    sweep_dir, _ = finished_sweep
+    args = ["--top", "1", "--seeds", "2", "--epochs", "1", "--max-concurrent", "1"]  # one at a time: a run is left
+    confirm = sweep_dir / CONFIRM_DIR
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(
+        _confirm_cmd(sweep_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.time() + 600
+        while not _confirmed(confirm):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "no run finished in time"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = _confirmed(confirm)
+    assert proc.returncode == 130 and "resume with the same command" in output, output[-3000:]
+    assert len(before) == 1
+
+    resumed = run_cli(_confirm_cmd(sweep_dir, *args))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming confirm" in resumed.stdout
+    after = _confirmed(confirm)
+    assert len(after) == 2  # 1 config x 2 seeds
+    for name, text in before.items():
+        assert after[name] == text, f"{name} ran again"
+
+    rows = pq.read_table(confirm / CONFIRM_TABLE).to_pylist()
+    assert len(rows) == 2 and sorted(r["seed"] for r in rows) == [1, 2] and rows[0]["label"] == rows[1]["label"]
+    for row in rows:
+        assert row["epochs"] == 1
+        assert all(math.isfinite(row[k]) and 0 <= row[k] <= 1 for k in ("test_knn_acc", "probe_top1", "probe_top5"))
+        assert row["probe_top5"] >= row["probe_top1"]
+    table = (confirm / CONFIRM_REPORT).read_text()
+    assert f"trial {rows[0]['label']}" in table and " ± " in table and table.count("\n| ") == 2  # header + 1 config
+
+
+class AllRanksRecorder(UserCallback):
+    """A Ray Train callback that appends every rank's reported metrics (one JSON list per report) to a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
