@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.distributed as torch_dist
+import torch.nn.functional as F
 from torch import nn
 
 from ssl_tune.config import TrainConfig, check_batch_size
@@ -196,29 +197,41 @@ class TrainingRun:
             return {}
         values = torch.zeros(len(names), dtype=torch.float64)
         if self.dist.is_main:
-            values[:] = torch.tensor([self._measure(name) for name in names], dtype=torch.float64)
+            values[:] = torch.tensor(self._measure(names), dtype=torch.float64)
         if self.dist.world_size > 1:
             buf = values.to(self.device) if torch_dist.get_backend() == "nccl" else values
             torch_dist.broadcast(buf, src=0)
             values = buf.cpu()
         return dict(zip(names, values.tolist(), strict=True))
 
-    def _measure(self, name: str) -> float:
-        backbone = self.method.backbone
-        kwargs = {"autocast_dtype": self.autocast_dtype}
-        if name == RANKME:
-            images = self.train_source.images[: self.cfg.rankme_images]
-            return rankme(extract_features(backbone, images, self._plain_on_device, normalize=False, **kwargs))
-        kwargs["dtype"] = torch.float16 if self.device.type == "cuda" else torch.float32
-        bank_images = self.train_source.images[: self.cfg.knn_bank_subset]
-        bank = extract_features(backbone, bank_images, self._plain_on_device, **kwargs)
-        queries = extract_features(backbone, self.query_images, self._plain_on_device, **kwargs)
-        k, temperature = self.cfg.knn_k, self.cfg.knn_temperature
-        return knn_accuracy(bank, self.bank_labels, queries, self.query_labels, self.num_classes, k, temperature)
+    def _measure(self, names: list[str]) -> list[float]:
+        """The metrics `names`, on this process. The train images' features are extracted once: the kNN's bank
+        is their first `knn_bank_subset` rows (L2-normalised), RankMe reads the first `rankme_images`, so
+        RankMe beside the kNN costs one SVD (0.2 to 0.3 s for 10,000 x 512 features on the 2-core CPU)."""
+        backbone, prepare = self.method.backbone, self._plain_on_device
+        n_bank = len(self.bank_labels) if self.knn_metric in names else 0
+        n_rank = min(self.cfg.rankme_images, self.num_train) if RANKME in names else 0
+        images = self.train_source.images[: max(n_bank, n_rank)]
+        raw = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
+        values = {}
+        if n_rank:
+            values[RANKME] = rankme(raw[:n_rank])
+        if n_bank:
+            store = torch.float16 if self.device.type == "cuda" else torch.float32  # the bank's memory on a GPU
+            bank = F.normalize(raw[:n_bank], dim=1).to(store)
+            del raw
+            queries = extract_features(
+                backbone, self.query_images, prepare, dtype=store, autocast_dtype=self.autocast_dtype
+            )
+            k, temperature = self.cfg.knn_k, self.cfg.knn_temperature
+            values[self.knn_metric] = knn_accuracy(
+                bank, self.bank_labels, queries, self.query_labels, self.num_classes, k, temperature
+            )
+        return [values[name] for name in names]
 
     def knn_accuracy(self) -> float:
         """The monitored kNN accuracy alone (NaN when the run monitors none): for benchmarks."""
-        return self._measure(self.knn_metric) if self.knn_metric else float("nan")
+        return self._measure([self.knn_metric])[0] if self.knn_metric else float("nan")
 
     def _plain_on_device(self, images: torch.Tensor) -> torch.Tensor:
         return self.views.plain(images.to(self.device))  # a no-op move for resident images

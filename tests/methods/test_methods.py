@@ -29,7 +29,7 @@ def test_method_trains_checkpoints_and_resumes_on_cifar10(method, cifar_dir, tmp
     common = ["--data-dir", str(cifar_dir), "--out", str(out), "--no-progress"]
     sets = [f"method_params.{k}={v}" for k, v in small_params(method).items()]
     first = ["train", "--method", method, "--dataset", "cifar10", "--backbone", "resnet_tiny",
-             "--train-subset", "5000", "--test-subset", "2000", "--batch-size", "256", "--epochs", "1",
+             "--train-subset", "2048", "--test-subset", "512", "--batch-size", "256", "--epochs", "1",
              *common, *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     assert main(first) == 0, capsys.readouterr()
     assert (out / "checkpoints" / "last.pt").is_file()

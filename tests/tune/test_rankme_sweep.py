@@ -20,8 +20,8 @@ from tests.helpers import run_cli, sweep_cmd, write_space
 pytestmark = pytest.mark.slow
 
 N_IMAGES = 300
-EPOCHS = 2
-SAMPLES = 2
+EPOCHS = 1
+SAMPLES = 1
 FEATURE_DIM = build_backbone("resnet_tiny", 32).feature_dim
 
 

@@ -17,8 +17,8 @@ from tests.helpers import TINY_FIXED, run_cli, sweep_cmd, write_space
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 2
-SAMPLES = 2
+EPOCHS = 1
+SAMPLES = 1
 GARBAGE = b"not the official CIFAR-10 test batch" * 1000
 
 

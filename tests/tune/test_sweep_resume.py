@@ -17,14 +17,17 @@ from tests.helpers import REPO, run_cli, sweep_cmd, write_space
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster or trains for several epochs
 
-NUM_SAMPLES = 4
+NUM_SAMPLES = 5
 
 
 def _ended(sweep_dir):
     return sorted(p.parent for p in sweep_dir.glob(f"trial-*/{END_FILE}"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+# SIGKILL only: the harder case (no clean stop; the killed driver's local Ray cluster lingers). A SIGINT'ed
+# driver's exit code 130 and resume hint go through the same `Interrupted` path that `confirm`'s resume test
+# exercises with a SIGINT (tests/tune/test_sweep.py); running both variants cost 3 minutes of CI.
+@pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["sigkill"])
 def test_interrupted_driver_then_resume_completes_the_sweep_without_rerunning_finished_trials(tmp_path, sig):
     space = write_space(tmp_path / "space.yaml", sweep={"num_samples": NUM_SAMPLES, "cpus_per_worker": 1})
     store, sweep_dir = tmp_path / "store", tmp_path / "store" / "resumable"
