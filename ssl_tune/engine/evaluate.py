@@ -29,7 +29,6 @@ from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.engine.linear_probe import ProbeResult, linear_probe
 from ssl_tune.engine.run import resolve_device
 from ssl_tune.errors import UsageError
-from ssl_tune.metrics import TEST_KNN
 from ssl_tune.models.backbones import build_backbone
 from ssl_tune.views import ViewGenerator
 
@@ -160,4 +159,4 @@ def _features(backbone: torch.nn.Module, data: ImageData, device: torch.device) 
     return extract(data.train_images), extract(data.test_images)
 
 
-__all__ = ["EVAL_FILE", "TEST_KNN", "EvalResult", "evaluate_checkpoint"]
+__all__ = ["EVAL_FILE", "EvalResult", "evaluate_backbone", "evaluate_checkpoint"]
