@@ -344,6 +344,48 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench-sweep",
+        help="start-up, efficiency and trials/hour of a small sweep, against Ray Train per trial",
+        description="Run one fixed small sweep (the quickstart space by default) on a local Ray cluster with "
+        "trials in reused processes, then the same sweep with a Ray Train worker group per trial (the baseline), "
+        "and report each trial's start-up, the sweep efficiency (epoch time summed over trials / (wall x slots)) "
+        "and trials per hour, read from the sweeps' own files.",
+    )
+    p.add_argument("--space", default="search_spaces/quickstart.yaml", help="default search_spaces/quickstart.yaml")
+    p.add_argument("--data-dir", help="dataset directory (the space's if_data_dir applies)")
+    p.add_argument("--num-samples", type=int, help="trials per sweep (default: the space's)")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the Ray Train baseline")
+    p.add_argument("--storage", help="keep the sweeps here (default: a temporary folder, removed after)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", type=Path, help="write the results as JSON to this file")
+    p.set_defaults(handler=_run_bench_sweep)
+
+
+def _run_bench_sweep(args: argparse.Namespace) -> int:
+    from ssl_tune.tools.bench_sweep import BenchSweepRequest, format_report, run_bench_sweep, write_json
+
+    if args.json is not None and not args.json.parent.is_dir():
+        raise UsageError(f"--json {args.json}: directory {args.json.parent} does not exist")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UsageError(f"--num-samples {args.num_samples}: must be at least 1")
+    request = BenchSweepRequest(
+        space=args.space,
+        data_dir=args.data_dir,
+        num_samples=args.num_samples,
+        baseline=args.baseline,
+        storage=args.storage,
+        overrides=tuple(args.overrides),
+    )
+    timings = run_bench_sweep(request)
+    print(format_report(timings))
+    if args.json is not None:
+        write_json(timings, str(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
     """A command with subcommands of its own, e.g. `ssl-tune cluster check`."""
     group = sub.add_parser(name, help=help)
@@ -446,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(sub)
     _add_data(sub)
     _add_bench(sub)
+    _add_bench_sweep(sub)
     return parser
 
 

@@ -236,10 +236,11 @@ class TrainingRun:
     def _plain_on_device(self, images: torch.Tensor) -> torch.Tensor:
         return self.views.plain(images.to(self.device))  # a no-op move for resident images
 
-    def initial_metrics(self) -> EpochMetrics:
-        """Epoch 0: the monitored metrics of the randomly initialised network."""
+    def initial_metrics(self, measured: dict[str, float] | None = None) -> EpochMetrics:
+        """Epoch 0: the monitored metrics of the randomly initialised network (`measured`: those already
+        measured on the same initial backbone and data, which a reused trial process keeps)."""
         start = time.perf_counter()
-        values = self.evaluate()
+        values = self.evaluate() if measured is None else dict(measured)
         elapsed = time.perf_counter() - start
         metrics = EpochMetrics(
             epoch=0,

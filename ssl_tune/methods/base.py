@@ -29,7 +29,6 @@ class Progress:
         return self.step / max(1, self.total_steps)
 
 
-
 @dataclass
 class StepOutput:
     """A training step's loss and the embeddings watched for collapse (projector outputs)."""

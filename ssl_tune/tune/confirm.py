@@ -106,13 +106,14 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
     s = sweep.space.sweep
     plan = TrialPlan(
         sweep.space, sweep.data_dir, confirm_dir, s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker,
-        s.max_failures, metric=sweep.metric,
+        s.max_failures, metric=sweep.metric, reuse_processes=s.reuse_processes,
     )  # fmt: skip
     with ray_cluster(request.address, request.verbose):
         import ray
 
         trainable = tune.with_resources(
-            tune.with_parameters(confirm_trial, plan=plan, configs=[r.config for r in runs]), driver_resources()
+            tune.with_parameters(confirm_trial, plan=plan, configs=[r.config for r in runs]),
+            plan.trial_resources(driver_resources()),
         )
         if resume and tune.Tuner.can_restore(confirm_dir):
             print(f"resuming confirm {confirm_dir}")
@@ -129,6 +130,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
                     max_concurrent_trials=min(limit, len(runs)),
                     trial_dirname_creator=_run_name,
                     trial_name_creator=_run_name,
+                    reuse_actors=plan.in_process,
                 ),
                 run_config=tune.RunConfig(
                     name=CONFIRM_DIR,
@@ -136,6 +138,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
                     # result.json (each run's epochs), TensorBoard, and trial_end.json once a run has ended
                     callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback()],
                     failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=True)),
                 ),
             )
         results = tuner.fit()

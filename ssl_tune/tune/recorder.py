@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,17 @@ def scalar_items(result: dict[str, Any]) -> dict[str, float]:
 
 
 class TrialRecorder(LoggerCallback):
-    """Per trial directory: TensorBoard scalars (step = epoch) + HParams session, and `trial_end.json`."""
+    """Per trial directory: TensorBoard scalars (step = epoch) + HParams session, and `trial_end.json` (how it
+    ended, and when, on the driver's clock: `started` (its process began the trial), `first_result`, `ended`)."""
 
     def __init__(self, max_epochs: int) -> None:
         self.max_epochs = max_epochs
         self._writers: dict[Trial, SummaryWriter] = {}
         self._last: dict[Trial, dict[str, Any]] = {}
+        self._times: dict[Trial, dict[str, float]] = {}
 
     def log_trial_start(self, trial: Trial) -> None:
+        self._times.setdefault(trial, {"started": time.time()})
         if trial in self._writers:
             self._writers[trial].close()
         trial.init_local_path()
@@ -88,6 +92,7 @@ class TrialRecorder(LoggerCallback):
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
         if trial not in self._writers:
             self.log_trial_start(trial)
+        self._times.setdefault(trial, {}).setdefault("first_result", time.time())
         writer = self._writers[trial]
         for key, value in scalar_items(result).items():
             writer.add_scalar(key, value, int(result["epoch"]))
@@ -103,7 +108,8 @@ class TrialRecorder(LoggerCallback):
         status = trial_status(last, failed, self.max_epochs)
         writer.file_writer.add_summary(session_end(status))
         writer.close()
-        atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps({STATUS: status.value}).encode()))
+        record = {STATUS: status.value, **self._times.pop(trial, {}), "ended": time.time()}
+        atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps(record).encode()))
 
 
 def trial_status(last_result: dict[str, Any], errored: bool, max_epochs: int) -> TrialStatus:

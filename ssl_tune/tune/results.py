@@ -19,6 +19,7 @@ from ssl_tune.tune.space import SearchSpace
 
 SWEEP_FILE = "sweep.yaml"
 END_FILE = "trial_end.json"
+SESSIONS_FILE = "sessions.json"  # each run of the sweep driver (a resume adds one): when, and how many trial slots
 TRIAL_PREFIX = "trial-"
 
 
@@ -30,6 +31,7 @@ class TrialRecord:
     metric: str = SELECTION_METRIC  # the sweep's selection metric (val_knn_acc or rankme)
     results: list[dict[str, Any]] = field(default_factory=list)  # Tune's result.json rows
     end_status: TrialStatus | None = None  # None: no end recorded
+    times: dict[str, float] = field(default_factory=dict)  # driver clock: started, first_result, ended
 
     @property
     def status(self) -> TrialStatus:
@@ -50,22 +52,29 @@ class TrialRecord:
 
     @property
     def best_value(self) -> float | None:
-        """The selection metric at the epoch whose checkpoint the trial keeps (Ray Train keeps the best by this
-        metric): the validation metric's maximum over trained epochs, never a test number."""
+        """The selection metric at the epoch whose checkpoint the trial keeps (the best two by this metric are
+        kept): the validation metric's maximum over trained epochs, never a test number."""
         values = [r[self.metric] for r in self._trained_rows()]
         return max(values) if values else None
 
+    def checkpoint_of(self, row: dict[str, Any]) -> str | None:
+        """Where a result row's checkpoint was kept: in the trial's folder (a trial that trained in its own
+        process) or in its Ray Train run under train/ (a multi-worker trial)."""
+        if row.get("checkpoint_dir_name"):
+            return join(self.trial_dir, row["checkpoint_dir_name"])
+        return row.get("checkpoint_path") or None
+
     @property
     def best_checkpoint(self) -> str | None:
-        """The retained checkpoint with the best selection metric (Ray Train keeps the best two)."""
+        """The retained checkpoint with the best selection metric (the best two are kept)."""
         ranked = sorted(
-            (r for r in self._trained_rows() if r.get("checkpoint_path")),
+            (r for r in self._trained_rows() if self.checkpoint_of(r)),
             key=lambda r: r[self.metric],
             reverse=True,
         )
         for row in ranked:
-            if exists(row["checkpoint_path"]):
-                return row["checkpoint_path"]
+            if exists(path := self.checkpoint_of(row)):
+                return path
         return None
 
 
@@ -75,6 +84,7 @@ class SweepRecord:
     space: SearchSpace
     data_dir: str | None
     trials: list[TrialRecord]
+    sessions: list[dict[str, float]] = field(default_factory=list)  # SESSIONS_FILE
 
     def finished(self) -> list[TrialRecord]:
         """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
@@ -130,7 +140,10 @@ def load_sweep(sweep_dir: str) -> SweepRecord:
         if exists(join(trial_dir, "result.json")):
             record.results = _json_lines(read_text(join(trial_dir, "result.json")))
         if exists(join(trial_dir, END_FILE)):
-            record.end_status = TrialStatus(json.loads(read_text(join(trial_dir, END_FILE)))[STATUS])
+            end = json.loads(read_text(join(trial_dir, END_FILE)))
+            record.end_status = TrialStatus(end[STATUS])
+            record.times = {k: float(end[k]) for k in ("started", "first_result", "ended") if k in end}
         trials.append(record)
     trials.sort(key=lambda t: t.trial_id)
-    return SweepRecord(sweep_dir, space, saved.get("data_dir"), trials)
+    sessions = json.loads(read_text(join(sweep_dir, SESSIONS_FILE))) if exists(join(sweep_dir, SESSIONS_FILE)) else []
+    return SweepRecord(sweep_dir, space, saved.get("data_dir"), trials, sessions)

@@ -114,6 +114,11 @@ class SweepSettings(Settings):
     metric: Literal["val_knn_acc", "rankme"] | None = Field(
         None, description="what the sweep selects on; None: val_knn_acc on labeled data, rankme on unlabeled"
     )
+    reuse_processes: bool = Field(
+        True,
+        description="a single-worker trial trains in Tune's trial process, which later trials reuse (imports, data "
+        "and epoch 0 kept); false: every trial starts a Ray Train worker group, as multi-worker trials do",
+    )
 
 
 class SearchSpace(Settings):

@@ -1,15 +1,19 @@
-"""`ssl-tune sweep`: Optuna proposes, ASHA stops early on kNN accuracy, Ray Train runs each trial.
+"""`ssl-tune sweep`: Optuna proposes, ASHA stops early on the validation kNN accuracy, and each trial trains in
+its own (reused) process, or through Ray Train when it has several workers.
 
 Everything the user gave is checked before Ray starts. The sweep directory <storage>/<name>/ holds
 Tune's experiment state and trial directories (params.json, result.json, TensorBoard events),
-`sweep.yaml` (the space and settings, for --resume and export), the Optuna journal, and
-`train/trial-<id>/` with each trial's Ray Train checkpoints.
+`sweep.yaml` (the space and settings, for --resume and export), the Optuna journal, ASHA's rungs
+(`asha_state.json`), each trial's checkpoints in its folder, and `train/trial-<id>/` with the Ray Train
+checkpoints of multi-worker trials.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from ssl_tune.errors import Interrupted, UsageError
 from ssl_tune.metrics import RANKME, SELECTION_MODE, VAL_KNN
 from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_text
 from ssl_tune.tune.local_cluster import mark_session, remove_orphaned_clusters
-from ssl_tune.tune.results import SWEEP_FILE, TrialRecord, load_sweep
+from ssl_tune.tune.results import SESSIONS_FILE, SWEEP_FILE, TrialRecord, load_sweep
 from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
 
 DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
@@ -137,7 +141,15 @@ def run_sweep(request: SweepRequest) -> SweepResult:
         write_text(join(sweep_dir, SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
 
     with ray_cluster(request.address, request.verbose) as local:
-        results = _tuner(prepared, request, local).fit()
+        import ray
+
+        tuner = _tuner(prepared, request, local)
+        started = time.time()
+        try:
+            results = tuner.fit()
+        finally:
+            slots, _ = concurrency(space, ray.cluster_resources())
+            _record_session(sweep_dir, started, slots)
     if results.num_terminated + results.num_errors < space.sweep.num_samples:
         raise Interrupted(
             f"sweep stopped with {results.num_terminated} of {space.sweep.num_samples} trials done; resume with: "
@@ -145,6 +157,14 @@ def run_sweep(request: SweepRequest) -> SweepResult:
             f"--name {prepared.name} --resume"
         )
     return _summarize(results, sweep_dir)
+
+
+def _record_session(sweep_dir: str, started: float, slots: int) -> None:
+    """Append this driver run to the sweep's SESSIONS_FILE: the benchmark's wall time and trial slots."""
+    path = join(sweep_dir, SESSIONS_FILE)
+    sessions = json.loads(read_text(path)) if exists(path) else []
+    sessions.append({"started": started, "ended": time.time(), "slots": slots})
+    write_text(path, json.dumps(sessions))
 
 
 @contextmanager
@@ -218,9 +238,9 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     import ray
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
 
     from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
+    from ssl_tune.tune.scheduler import ASHA_STATE_FILE, ResumableASHA
     from ssl_tune.tune.searcher import SSLOptunaSearch
     from ssl_tune.tune.trial import TrialPlan, run_trial
 
@@ -235,11 +255,13 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         s.cpus_per_worker,
         s.max_failures,
         metric=s.metric or VAL_KNN,
+        reuse_processes=s.reuse_processes,
     )
     resources = ray.cluster_resources()
     if s.gpus_per_trial and not resources.get("GPU") and not local:
         print("note: the cluster has no GPU now; trials wait until the autoscaler adds GPU nodes")
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), driver_resources())
+    trainable = tune.with_parameters(run_trial, plan=plan)
+    trainable = tune.with_resources(trainable, plan.trial_resources(driver_resources()))
     base = space.train_config({"method": space.method_choices()[0]}, prepared.data_dir)
     max_epochs = space.max_epochs(base)
     callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
@@ -248,6 +270,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         storage_path=str(Path(sweep_dir).parent) if not is_uri(sweep_dir) else sweep_dir.rsplit("/", 1)[0],
         callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
+        checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=False)),
     )
     if request.resume:
         print(f"resuming sweep {sweep_dir}")
@@ -264,7 +287,8 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         storage=_optuna_storage(sweep_dir, prepared.name),
         points_to_evaluate=[dict(p) for p in space.points_to_evaluate] or None,
     )
-    scheduler = ASHAScheduler(
+    scheduler = ResumableASHA(
+        join(sweep_dir, ASHA_STATE_FILE),  # its rungs, read back on --resume
         time_attr="epoch",
         metric=s.metric,
         mode=SELECTION_MODE,
@@ -281,6 +305,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
             max_concurrent_trials=limit,
             trial_dirname_creator=trial_dirname,
             trial_name_creator=trial_dirname,
+            reuse_actors=plan.in_process,  # a process that ran a trial runs the next: imports, data, epoch 0 kept
         ),
         run_config=run_config,
     )

@@ -1,13 +1,27 @@
-"""The Ray Train worker loop: one TrainingRun per worker, a report and a checkpoint every epoch."""
+"""A trial's training loop: one TrainingRun, a report and a checkpoint every epoch.
+
+It runs in one of two places, with the same reports, checkpoints and restores:
+- a single-worker trial trains in the Tune trial's own process (`tune_trial_loop`): no Ray Train controller,
+  worker group or placement group to start, so the trial reports its first epoch about a second after it
+  starts (README, "Trial start-up");
+- a multi-worker trial runs `train_worker` on each rank of a Ray Train `TorchTrainer`.
+
+Reused trial processes (Tune's `reuse_actors`) keep what they loaded: the dataset, and the epoch-0 metrics of
+an initial network already measured on it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import ray.train
-import ray.train.torch
 import torch
 from torch import nn
 
@@ -23,41 +37,164 @@ from ssl_tune.metrics import EpochMetrics
 EVAL_PREFIX = "eval_"  # the final report's test-split numbers (`ssl-tune confirm`)
 
 
+@dataclass(frozen=True)
+class Session:
+    """Where a training loop reports to and restores from: Tune's function API or Ray Train's."""
+
+    report: Callable[..., None]  # report(metrics: dict, checkpoint=Checkpoint | None)
+    get_checkpoint: Callable[[], Any]  # -> ray.train.Checkpoint | None
+
+
+def tune_trial_loop(cfg: TrainConfig, threads: float, use_gpu: bool, final_eval: bool) -> None:
+    """Train `cfg` inside the calling Tune function trial (a single-worker trial)."""
+    import ray.tune
+
+    torch.set_num_threads(max(1, int(threads)))
+    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    session = Session(ray.tune.report, ray.tune.get_checkpoint)
+    run_epochs(cfg, session, Distributed(0, 1), device, None, final_eval)
+
+
 def train_worker(loop_config: dict[str, Any]) -> None:
-    """`train_loop_per_worker` for TorchTrainer. `loop_config` = {"config": TrainConfig dict, "threads": n,
-    "final_eval": bool}."""
+    """`train_loop_per_worker` for TorchTrainer (multi-worker trials). `loop_config` = {"config": TrainConfig
+    dict, "threads": n, "final_eval": bool}."""
+    import ray.train
+    import ray.train.torch
+
     cfg = TrainConfig.model_validate(loop_config["config"])
     torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
     context = ray.train.get_context()
     dist = Distributed(context.get_world_rank(), context.get_world_size())
     device = ray.train.torch.get_device()
-    data = load_run_data(cfg)
-    run = TrainingRun(cfg, data, device, dist=dist, wrap_model=_ddp(dist, device))
+    session = Session(ray.train.report, ray.train.get_checkpoint)
+    run_epochs(cfg, session, dist, device, _ddp(dist, device), bool(loop_config.get("final_eval")))
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # a restarted worker group, or a resumed sweep
+
+def run_epochs(
+    cfg: TrainConfig,
+    session: Session,
+    dist: Distributed,
+    device: torch.device,
+    wrap_model: Callable[[nn.Module], nn.Module] | None,
+    final_eval: bool,
+) -> None:
+    """Restore the last checkpoint or report epoch 0, then report every epoch until the run is done. Epoch 0's
+    report also says where the trial's start-up went (`startup_*`, seconds; see `StartupTimes`)."""
+    global _TRIALS_IN_PROCESS
+    _TRIALS_IN_PROCESS += 1
+    times = StartupTimes(process_s=_process_age_s() if _TRIALS_IN_PROCESS == 1 else 0.0)
+    start = time.perf_counter()
+    data = cached_run_data(cfg)
+    times.data_s = time.perf_counter() - start
+    run = TrainingRun(cfg, data, device, dist=dist, wrap_model=wrap_model)
+    times.build_s = time.perf_counter() - start - times.data_s
+    checkpoint = session.get_checkpoint()
+    if checkpoint is not None:  # a restarted trial, or a resumed sweep
         with checkpoint.as_directory() as folder:
             run.load_state_dict(load_checkpoint(Path(folder) / STATE_FILE, map_location=device))
     else:
-        _report(run, run.initial_metrics())
+        _report(session, run, initial_metrics(run), extra=times.to_dict())
     while not run.done:
-        _report(run, run.train_epoch())
-    if loop_config.get("final_eval") and not run.stopped:
-        _report_final_eval(run, data, device)
+        _report(session, run, run.train_epoch())
+    if final_eval and not run.stopped:
+        _report_final_eval(session, run, data, device)
 
 
-def _report_final_eval(run: TrainingRun, data: ImageData, device: torch.device) -> None:
+@dataclass
+class StartupTimes:
+    """Where a trial's first report waited, inside its process: the process's own start (spawn and imports,
+    for the first trial a process runs; 0 for a reused one), loading the data, building the run. The epoch-0
+    evaluation is the report's `eval_time_s`."""
+
+    process_s: float = 0.0
+    data_s: float = 0.0
+    build_s: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {f"startup_{k}": v for k, v in asdict(self).items()}
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; 0 where there is none)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+# --- what a reused trial process keeps --------------------------------------------------------------
+
+_TRIALS_IN_PROCESS = 0
+_DATA: OrderedDict[tuple, ImageData] = OrderedDict()
+_INITIAL: dict[tuple, dict[str, float]] = {}  # epoch-0 monitored metrics by initial network
+DATA_CACHE_SIZE = 2  # datasets kept per process (a sweep over one dataset needs one)
+
+
+def _data_key(cfg: TrainConfig) -> tuple:
+    return (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.train_subset, cfg.test_subset, cfg.monitor == "test")
+
+
+def cached_run_data(cfg: TrainConfig) -> ImageData:
+    """`load_run_data`, kept per process: a reused trial process loads its dataset once, not once per trial.
+    The tensors are shared, never written (TrainingRun copies what it places on the device or indexes)."""
+    key = _data_key(cfg)
+    if key in _DATA:
+        _DATA.move_to_end(key)
+        return _DATA[key]
+    data = load_run_data(cfg)
+    _DATA[key] = data
+    while len(_DATA) > DATA_CACHE_SIZE:
+        _DATA.popitem(last=False)
+    return data
+
+
+def _weights_digest(model: nn.Module) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def initial_metrics(run: TrainingRun) -> EpochMetrics:
+    """Epoch 0. Its monitored metrics are measured once per process for each initial backbone (its weights and
+    buffers, hashed) and monitor setting: trials of one seed and backbone start from the same network."""
+    cfg = run.cfg
+    key = (
+        _weights_digest(run.method.backbone),
+        _data_key(cfg),
+        cfg.val_split,
+        cfg.val_size,
+        cfg.knn_k,
+        cfg.knn_temperature,
+        cfg.knn_bank_subset,
+        cfg.rankme,
+        cfg.rankme_images,
+        str(run.device),
+    )
+    metrics = run.initial_metrics(_INITIAL.get(key))
+    _INITIAL[key] = {name: getattr(metrics, name) for name in run.evaluate_names()}
+    return metrics
+
+
+# --- reports ----------------------------------------------------------------------------------------
+
+
+def _report_final_eval(session: Session, run: TrainingRun, data: ImageData, device: torch.device) -> None:
     """The test-split kNN and linear probe of the final backbone (rank 0 computes; Tune reads rank 0's report)."""
     metrics: dict[str, Any] = {"epoch": run.epoch}
     if run.dist.is_main:
         result = evaluate_backbone(run.method.backbone, data, run.cfg, device, epoch=run.epoch)
         metrics.update({f"{EVAL_PREFIX}{k}": v for k, v in result.to_dict().items() if k != "checkpoint"})
-    ray.train.report(metrics)
+    session.report(metrics)
 
 
 def _ddp(dist: Distributed, device: torch.device):
     if dist.world_size == 1:
         return None
+    import ray.train.torch
 
     def wrap(method: nn.Module) -> nn.Module:
         if device.type == "cuda" and getattr(method, "sync_batchnorm", False):
@@ -67,11 +204,13 @@ def _ddp(dist: Distributed, device: torch.device):
     return wrap
 
 
-def _report(run: TrainingRun, metrics: EpochMetrics) -> None:
-    """Every rank reports the same metrics; rank 0 attaches the checkpoint."""
+def _report(session: Session, run: TrainingRun, metrics: EpochMetrics, extra: dict[str, float] | None = None) -> None:
+    """Every rank reports the same metrics (and `extra`); rank 0 attaches the checkpoint."""
+    from ray.train import Checkpoint
+
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = None
         if run.dist.is_main:
             save_checkpoint(run.state_dict(), Path(folder) / STATE_FILE)
-            checkpoint = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report(metrics.to_dict(), checkpoint=checkpoint)
+            checkpoint = Checkpoint.from_directory(folder)
+        session.report(metrics.to_dict() | (extra or {}), checkpoint=checkpoint)

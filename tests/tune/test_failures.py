@@ -91,12 +91,15 @@ def test_diverged_and_collapsed_trials_stop_early_and_the_sweep_goes_on(tmp_path
 
 
 def _train_worker_pids() -> list[int]:
+    """The processes that train: a single-worker trial's own Tune trial process (ImplicitFunc), or Ray Train
+    workers."""
     pids = []
     for pid_dir in os.scandir("/proc"):
         if pid_dir.name.isdigit():
             try:
                 with open(f"/proc/{pid_dir.name}/cmdline", "rb") as f:
-                    if b"RayTrainWorker" in f.read():
+                    cmdline = f.read()
+                    if b"RayTrainWorker" in cmdline or b"ImplicitFunc" in cmdline:
                         pids.append(int(pid_dir.name))
             except OSError:
                 continue

@@ -118,7 +118,9 @@ def test_export_round_trip(finished_sweep, tmp_path, capsys):
         assert row["status"] == t.status
     best_row = max(table, key=lambda r: r["best_value"])
     checkpoint = (out / "best_checkpoint.txt").read_text().strip()
-    assert checkpoint == best_row["best_checkpoint"] and checkpoint.startswith(str(sweep_dir / "train"))
+    # a single-worker trial keeps its checkpoints in its own folder
+    assert checkpoint == best_row["best_checkpoint"]
+    assert checkpoint.startswith(str(sweep_dir / f"trial-{best_row['trial_id']}" / "checkpoint_"))
 
     best = yaml.safe_load((out / "best.yaml").read_text())
     best_trial = next(t for t in sweep.trials if t.trial_id == best_row["trial_id"])

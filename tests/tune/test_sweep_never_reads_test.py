@@ -93,7 +93,7 @@ def test_eval_reads_the_test_split_only_when_asked(sweep_on_garbage_test, cifar_
     assert math.isfinite(result["probe_weight_decay"]) and result["probe_weight_decay"] >= 0
     assert result["train_images"] == 512 and result["test_images"] == TINY_FIXED["test_subset"]
     # the epoch of the checkpoint the sweep kept as best (by val_knn_acc, among trained epochs: never epoch 0)
-    kept = [r for r in _rows(best.trial_dir) if r.get("checkpoint_path") == best.best_checkpoint]
+    kept = [r for r in _rows(best.trial_dir) if best.checkpoint_of(r) == best.best_checkpoint]
     assert [r["epoch"] for r in kept] == [result["epoch"]] and result["epoch"] >= 1
     assert kept[0]["val_knn_acc"] == best.best_value
     assert Path(result["checkpoint"]).is_relative_to(Path(best.best_checkpoint))

@@ -70,5 +70,9 @@ def test_interrupted_driver_then_resume_completes_the_sweep_without_rerunning_fi
     study = optuna.load_study(
         study_name="resumable", storage=JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
     )
-    assert len(study.trials) == NUM_SAMPLES
-    assert sorted(t.params["lr"] for t in study.trials) == sorted(t.params["lr"] for t in sweep.trials)
+    # an Optuna trial asked for after the killed driver's last snapshot has no Tune trial: it is marked failed
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states, states
+    kept = [t for t in study.trials if t.state != optuna.trial.TrialState.FAIL]
+    assert len(kept) == NUM_SAMPLES, states
+    assert sorted(t.params["lr"] for t in kept) == sorted(t.params["lr"] for t in sweep.trials)

@@ -194,9 +194,7 @@ def test_blur_equals_torchvision_at_the_recipes_kernel_sizes(image_size, side):
 # --- dtypes and ranges -----------------------------------------------------------------------------
 
 OPS = {
-    "resized_crop": lambda x, u: ops.resized_crop(
-        x, ops.sample_crop_boxes(len(x), 16, 16, (0.08, 1)), 16, u < 0.5
-    ),
+    "resized_crop": lambda x, u: ops.resized_crop(x, ops.sample_crop_boxes(len(x), 16, 16, (0.08, 1)), 16, u < 0.5),
     "brightness": lambda x, u: ops.adjust_brightness(x, 2 * u),
     "contrast": lambda x, u: ops.adjust_contrast(x, 2 * u),
     "saturation": lambda x, u: ops.adjust_saturation(x, 2 * u),
