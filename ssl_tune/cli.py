@@ -165,12 +165,13 @@ def _run_sweep(args: argparse.Namespace) -> int:
         },
     )
     result = run_sweep(request)
-    best = result.best
-    print(f"\nbest trial: {format_metric(best.metric, best.best_value)} with {best.params}")
-    print(f"  ({result.trials} trials, {result.errors} errors) in {result.sweep_dir}")
+    print()
+    print("\n".join(result.summary))
+    print(f"{result.trials} trials, {result.errors} errors, in {result.sweep_dir}")
     print("next:")
     print(f"  tensorboard --logdir {result.sweep_dir}")
     print(f"  ssl-tune export --sweep {result.sweep_dir} --out best/")
+    print(f"  ssl-tune confirm --sweep {result.sweep_dir} --top 1 --seeds 3 --with-default")
     return 0
 
 

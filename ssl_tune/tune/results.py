@@ -7,13 +7,14 @@ sweep.yaml, and the `trial_end.json` marker that `TrialRecorder` writes when a t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ssl_tune.errors import UsageError
-from ssl_tune.metrics import SELECTION_METRIC, STATUS, TrialStatus, finite
+from ssl_tune.metrics import SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
 from ssl_tune.storage import exists, filesystem, join, read_text
 from ssl_tune.tune.space import SearchSpace
 
@@ -45,6 +46,10 @@ class TrialRecord:
     def last_value(self) -> float | None:
         """The selection metric at the trial's last epoch."""
         return finite(self.results[-1].get(self.metric)) if self.results else None
+
+    def value_at(self, epoch: int) -> float | None:
+        """The selection metric at `epoch` (0: the random network), None where the trial has no such row."""
+        return next((finite(r.get(self.metric)) for r in self.results if int(r.get("epoch", -1)) == epoch), None)
 
     def _trained_rows(self) -> list[dict[str, Any]]:
         """Rows of trained epochs: epoch 0 (the random network) is measured as a baseline, never chosen."""
@@ -99,6 +104,50 @@ class SweepRecord:
     @property
     def metric(self) -> str:
         return self.space.sweep.metric or SELECTION_METRIC
+
+    def default_trial(self) -> TrialRecord | None:
+        """The trial that ran the default recipe (`sweep.try_default`), or None."""
+        if not self.space.sweep.try_default:
+            return None
+        point = self.space.default_point(self.data_dir)
+        for trial in self.trials:
+            if all(_same(trial.params.get(k), v) for k, v in point.items()):
+                return trial
+        return None
+
+    def summary(self) -> list[str]:
+        """How the sweep did, in a few lines read from its files: the random network (epoch 0), the default recipe
+        (with `try_default`) and the best trial, with the gains between them."""
+        best, metric = self.best(), self.metric
+        lines = []
+        start = best.value_at(0)
+        if start is not None:
+            lines.append(f"random network (epoch 0): {format_metric(metric, start)}")
+        default = self.default_trial()
+        gains = []
+        if default is not None and default.best_value is not None:
+            note = f"trial {default.trial_id}, {default.status.value} at epoch {default.epochs_run}"
+            if default.epochs_run < best.epochs_run and (same_epoch := best.value_at(default.epochs_run)) is not None:
+                note += f"; the best trial had {format_metric(metric, same_epoch)} then"
+            lines.append(f"default recipe: {format_metric(metric, default.best_value)} ({note})")
+            gains.append(f"{_points(metric, best.best_value - default.best_value)} over the default")
+        if start is not None:
+            gains.append(f"{_points(metric, best.best_value - start)} over epoch 0")
+        shown = f"best trial {best.trial_id}: {format_metric(metric, best.best_value)}"
+        lines.append(shown + (f" ({', '.join(gains)})" if gains else ""))
+        lines.append(f"  with {best.params}")
+        return lines
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _points(metric: str, delta: float) -> str:
+    """+12.3 points (an accuracy) or +4.5 (another metric)."""
+    return f"{scaled(metric, delta):+.1f} points" if is_accuracy(metric) else f"{delta:+.1f}"
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

@@ -114,6 +114,11 @@ class SweepSettings(Settings):
     metric: Literal["val_knn_acc", "rankme"] | None = Field(
         None, description="what the sweep selects on; None: val_knn_acc on labeled data, rankme on unlabeled"
     )
+    try_default: bool = Field(
+        False,
+        description="the first trial runs the method's default recipe (its defaults for the searched keys), so the "
+        "sweep reports its gain over the default",
+    )
     reuse_processes: bool = Field(
         True,
         description="a single-worker trial trains in Tune's trial process, which later trials reuse (imports, data "
@@ -163,6 +168,24 @@ class SearchSpace(Settings):
         if self.sweep.metric == RANKME:
             selection["rankme"] = True
         return build_config(self.base_layer(data_dir), layer, selection)
+
+    def default_point(self, data_dir: str | None = None) -> dict[str, Scalar]:
+        """The default recipe as a point of the space: each unconditional searched key at its value in the
+        config the fixed settings and the (first) method's defaults give."""
+        method = self.method_choices()[0]
+        config = self.train_config({"method": method}, data_dir).to_yaml_dict()
+        point: dict[str, Scalar] = {}
+        for name in self.params:
+            value: Any = config
+            for part in name.split("."):
+                value = value[part]
+            point[name] = value
+        return point
+
+    def initial_points(self, data_dir: str | None = None) -> list[dict[str, Scalar]]:
+        """What Optuna tries first: the default recipe (`sweep.try_default`), then `points_to_evaluate`."""
+        points = [dict(p) for p in self.points_to_evaluate]
+        return [self.default_point(data_dir), *points] if self.sweep.try_default else points
 
     def hparam_names(self) -> list[str]:
         names = list(self.params)
@@ -240,6 +263,12 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
                 raise UsageError(f"points_to_evaluate[{i}]: '{name}' is not a searched parameter")
             if not _contains(dist, value):
                 raise UsageError(f"points_to_evaluate[{i}]: {name}={value!r} is outside its distribution")
+    if space.sweep.try_default:
+        for name, value in space.default_point(data_dir).items():
+            if not _contains(space.params[name], value):
+                raise UsageError(
+                    f"try_default: the default {name}={value!r} is outside its distribution (widen the range)"
+                )
     for method in methods:
         dists = {k: d for k, d in space.params.items() if k != "method"}
         dists.update(space.conditional.get(method, {}))

@@ -184,6 +184,14 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
     if local:  # no spot preemption on a local cluster: spare each trial the watcher actor (a process)
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     init_kwargs: dict[str, Any] = {"log_to_driver": verbose, "include_dashboard": True}
+    if not verbose:  # Ray's and Optuna's INFO lines: with --verbose only
+        import logging
+
+        import optuna
+
+        init_kwargs["logging_level"] = logging.WARNING
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     if local and (stale := remove_orphaned_clusters()):
         print(f"stopped {stale} local Ray cluster(s) left behind by a killed sweep driver")
     if local:
@@ -239,6 +247,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from ssl_tune.tune.progress import TrialEvents, asha_rungs
     from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
     from ssl_tune.tune.scheduler import ASHA_STATE_FILE, ResumableASHA
     from ssl_tune.tune.searcher import SSLOptunaSearch
@@ -265,7 +274,11 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     base = space.train_config({"method": space.method_choices()[0]}, prepared.data_dir)
     max_epochs = space.max_epochs(base)
     callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
+    if not request.verbose:  # one line per trial event instead of Ray's status tables
+        rungs = asha_rungs(min(space.asha.grace_period, max_epochs), space.asha.reduction_factor, max_epochs)
+        callbacks.append(TrialEvents(s.metric or VAL_KNN, rungs, max_epochs, s.num_samples))
     run_config = tune.RunConfig(
+        verbose=None if request.verbose else 0,
         name=prepared.name,
         storage_path=str(Path(sweep_dir).parent) if not is_uri(sweep_dir) else sweep_dir.rsplit("/", 1)[0],
         callbacks=callbacks,
@@ -285,7 +298,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         seed=s.seed,
         study_name=prepared.name,
         storage=_optuna_storage(sweep_dir, prepared.name),
-        points_to_evaluate=[dict(p) for p in space.points_to_evaluate] or None,
+        points_to_evaluate=space.initial_points(prepared.data_dir) or None,
     )
     scheduler = ResumableASHA(
         join(sweep_dir, ASHA_STATE_FILE),  # its rungs, read back on --resume
@@ -335,9 +348,11 @@ class SweepResult:
     trials: int
     errors: int
     best: TrialRecord
+    summary: list[str]  # epoch 0, the default recipe and the best trial, with the gains (SweepRecord.summary)
 
 
 def _summarize(results: Any, sweep_dir: str) -> SweepResult:
     """The best trial as `export` and `report` will see it: read back from the sweep's files."""
-    best = load_sweep(sweep_dir).best()
-    return SweepResult(sweep_dir, len(results), sum(1 for r in results if r.error is not None), best)
+    record = load_sweep(sweep_dir)
+    errors = sum(1 for r in results if r.error is not None)
+    return SweepResult(sweep_dir, len(results), errors, record.best(), record.summary())

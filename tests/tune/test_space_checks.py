@@ -11,6 +11,7 @@ from ssl_tune.cli import main
 from tests.helpers import TINY_FIXED
 
 LR = {"lr": {"type": "loguniform", "low": 0.01, "high": 1.0}}
+NARROW_LR = {"lr": {"type": "uniform", "low": 0.01, "high": 0.1}}
 
 REFUSED_SPACES = {
     "empty mapping": ("{}\n", "nothing to search"),
@@ -32,6 +33,10 @@ REFUSED_SPACES = {
             {"fixed": TINY_FIXED, "params": {**LR, "monitor": {"type": "categorical", "choices": ["val", "test"]}}}
         ),
         "'monitor' is the sweep's",
+    ),
+    "default outside its range": (  # SimSiam's default lr is 0.5: the first trial could not run the default recipe
+        yaml.safe_dump({"fixed": TINY_FIXED, "params": NARROW_LR, "sweep": {"try_default": True}}),
+        "try_default: the default lr=0.5 is outside its distribution",
     ),
     "test metric in the file": (
         yaml.safe_dump({"fixed": TINY_FIXED, "params": LR, "sweep": {"metric": "test_knn_acc"}}),
@@ -89,3 +94,17 @@ def test_trial_configs_always_monitor_the_validation_split():
     ranked = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR, "sweep": {"metric": "rankme"}})
     cfg = ranked.train_config({"lr": 0.1})
     assert cfg.monitor == "val" and cfg.rankme
+
+
+def test_the_default_recipe_is_the_first_point_when_asked():
+    from ssl_tune.tune.space import SearchSpace
+
+    fixed = {**{k: v for k, v in TINY_FIXED.items() if k != "method_params"}, "method": "simclr"}
+    temperature = {"method_params.temperature": {"type": "uniform", "low": 0.05, "high": 0.5}}
+    space = SearchSpace.model_validate(
+        {"fixed": fixed, "params": LR | temperature, "points_to_evaluate": [{"lr": 0.3}]}
+    )
+    assert space.initial_points() == [{"lr": 0.3}]  # off by default
+    asked = space.model_copy(update={"sweep": space.sweep.model_copy(update={"try_default": True})})
+    default = {"lr": 0.4, "method_params.temperature": 0.2}  # SimCLR's defaults (solo-learn's recipe)
+    assert asked.initial_points() == [default, {"lr": 0.3}]

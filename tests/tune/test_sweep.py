@@ -37,7 +37,7 @@ MAX_EPOCHS = 3
 def finished_sweep(tmp_path_factory):
     """Six trials on two one-CPU slots: more trials than slots, ASHA at rungs 1 (and 3)."""
     root = tmp_path_factory.mktemp("sweep")
-    space = write_space(root / "tiny.yaml")
+    space = write_space(root / "tiny.yaml", sweep={"try_default": True})  # the first trial: the default recipe
     proc = run_cli(sweep_cmd("--space", str(space), "--storage", str(root / "store"), "--name", "tiny"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root / "store" / "tiny", proc.stdout
@@ -57,8 +57,19 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     # the searcher proposed different configurations
     proposals = {(t.params["lr"], t.params["weight_decay"]) for t in sweep.trials}
     assert len(proposals) == 6
-    # the summary names the best trial and the next commands
-    assert "best trial" in stdout and "tensorboard --logdir" in stdout and "ssl-tune export" in stdout
+    # the summary, read from the sweep's files: epoch 0, the default recipe's trial, the best trial and the gains
+    default = sweep.default_trial()
+    assert default is not None and default.params == sweep.space.default_point()
+    summary = sweep.summary()
+    assert summary[1].startswith(f"default recipe: val_knn_acc {100 * default.best_value:.2f}%")
+    best = sweep.best()
+    gain = 100 * (best.best_value - default.best_value)
+    assert f"best trial {best.trial_id}: val_knn_acc {100 * best.best_value:.2f}% ({gain:+.1f} points" in summary[2]
+    assert "\n".join(summary) in stdout
+    assert "tensorboard --logdir" in stdout and "ssl-tune export" in stdout and "ssl-tune confirm" in stdout
+    # one compact line per trial event, not Ray's status tables
+    assert sum(" started  " in line for line in stdout.splitlines()) == 6
+    assert "Trial status:" not in stdout
 
 
 def test_optuna_study_is_in_a_journal_that_optuna_dashboard_can_open(finished_sweep):

@@ -1,0 +1,89 @@
+"""What a sweep prints while it runs: one line per trial event, and a short summary every 30 s.
+
+    [  12s] trial 3f2a9c01 started  lr=0.52 augment.crop_min_scale=0.43
+    [  31s] trial 3f2a9c01 epoch 4 (rung)  val_knn_acc 31.25%
+    [  33s] trial 3f2a9c01 stopped at epoch 4  best val_knn_acc 31.25%
+    [  60s] 2 running, 5 of 8 done, best so far val_knn_acc 41.02% (trial 77b1e0aa)
+
+Ray's own status tables come back with `--verbose`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from ssl_tune.metrics import EPOCH, format_metric
+from ssl_tune.tune.recorder import trial_status
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
+    """The epochs at which ASHA compares trials (one bracket): grace, grace x rf, ... up to max_epochs."""
+    rungs, epoch = [], float(grace_period)
+    while epoch <= max_epochs:
+        rungs.append(math.ceil(epoch))
+        epoch *= reduction_factor
+    return rungs
+
+
+def _short(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+class TrialEvents(Callback):
+    """Prints trial starts, rung results, ends and errors, and a periodic summary (see the module docstring)."""
+
+    def __init__(self, metric: str, rungs: list[int], max_epochs: int, total: int, every_s: float = 30.0) -> None:
+        self.metric, self.rungs, self.max_epochs, self.total = metric, set(rungs), max_epochs, total
+        self.every_s = every_s
+        self._start = time.monotonic()
+        self._last_summary = self._start
+        self._best: dict[str, float] = {}  # trial id -> its best trained-epoch value
+        self._done: set[str] = set()
+        self._running: set[str] = set()
+
+    def setup(self, **info: Any) -> None:  # the experiment starts (again, on --resume)
+        self._start = self._last_summary = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        print(f"[{time.monotonic() - self._start:5.0f}s] {text}", flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._running.add(trial.trial_id)
+        self._print(f"trial {trial.trial_id} started  {_short(trial.config)}")
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        epoch, value = result.get(EPOCH), result.get(self.metric)
+        if isinstance(value, float) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
+            self._best[trial.trial_id] = max(value, self._best.get(trial.trial_id, -math.inf))
+            if epoch in self.rungs and epoch < self.max_epochs:
+                self._print(f"trial {trial.trial_id} epoch {epoch} (rung)  {format_metric(self.metric, value)}")
+        if time.monotonic() - self._last_summary >= self.every_s:
+            self._summary()
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._end(trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._end(trial, failed=True)
+
+    def _end(self, trial: Trial, failed: bool) -> None:
+        self._running.discard(trial.trial_id)
+        self._done.add(trial.trial_id)
+        last = trial.last_result or {}
+        status = trial_status(last, failed, self.max_epochs)
+        best = self._best.get(trial.trial_id)
+        shown = f"  best {format_metric(self.metric, best)}" if best is not None else ""
+        self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}")
+
+    def _summary(self) -> None:
+        self._last_summary = time.monotonic()
+        text = f"{len(self._running)} running, {len(self._done)} of {self.total} done"
+        if self._best:
+            leader = max(self._best, key=self._best.__getitem__)
+            text += f", best so far {format_metric(self.metric, self._best[leader])} (trial {leader})"
+        self._print(text)
