@@ -357,6 +357,7 @@ def _add_bench_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="search_spaces/quickstart.yaml", help="default search_spaces/quickstart.yaml")
     p.add_argument("--data-dir", help="dataset directory (the space's if_data_dir applies)")
     p.add_argument("--num-samples", type=int, help="trials per sweep (default: the space's)")
+    p.add_argument("--grace-period", type=int, help="ASHA's first rung (= the epochs: no early stopping)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the Ray Train baseline")
     p.add_argument("--storage", help="keep the sweeps here (default: a temporary folder, removed after)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -378,6 +379,7 @@ def _run_bench_sweep(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         storage=args.storage,
         overrides=tuple(args.overrides),
+        asha={"grace_period": args.grace_period},
     )
     timings = run_bench_sweep(request)
     print(format_report(timings))
