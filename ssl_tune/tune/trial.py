@@ -38,7 +38,7 @@ class TrialPlan:
     @property
     def in_process(self) -> bool:
         """A single-worker trial trains in the Tune trial's process, without a Ray Train worker group: its
-        start-up drops from 15-26 s to about 1 s (README, "Trial start-up")."""
+        start-up drops from 27-39 s to 0.1 s in a reused process (README, "Trial start-up and sweep efficiency")."""
         return self.workers_per_trial == 1 and self.reuse_processes
 
     def worker_resources(self) -> dict[str, float]:
