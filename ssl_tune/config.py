@@ -76,7 +76,11 @@ class TrainConfig(Settings):
         None, gt=0, description="kNN bank: the first N train images (None = all); a smaller bank is cheaper"
     )
     collapse_std_threshold: float = Field(
-        0.0, ge=0, lt=1, description="stop as collapsed when the embedding std ratio falls below this (0 = off)"
+        0.0,
+        ge=0,
+        le=2,
+        description="stop as collapsed when the embedding std ratio (about 1 when healthy) falls below this (0 = "
+        "off; above 1.1 it flags healthy runs too: a fault injection for testing)",
     )
 
     inject_nan_from_epoch: int | None = Field(
