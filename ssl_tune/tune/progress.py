@@ -21,15 +21,6 @@ from ssl_tune.metrics import EPOCH, format_metric
 from ssl_tune.tune.recorder import trial_status
 
 
-def asha_rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
-    """The epochs at which ASHA compares trials (one bracket): grace, grace x rf, ... up to max_epochs."""
-    rungs, epoch = [], float(grace_period)
-    while epoch <= max_epochs:
-        rungs.append(math.ceil(epoch))
-        epoch *= reduction_factor
-    return rungs
-
-
 def _short(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -38,6 +29,7 @@ class TrialEvents(Callback):
     """Prints trial starts, rung results, ends and errors, and a periodic summary (see the module docstring)."""
 
     def __init__(self, metric: str, rungs: list[int], max_epochs: int, total: int, every_s: float = 30.0) -> None:
+        """`rungs`: the epochs at which ASHA compares trials (`ResumableASHA.rung_epochs`)."""
         self.metric, self.rungs, self.max_epochs, self.total = metric, set(rungs), max_epochs, total
         self.every_s = every_s
         self._start = time.monotonic()

@@ -9,6 +9,7 @@ and the trials it stopped, to the sweep folder after every decision, and reads t
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -47,6 +48,10 @@ class ResumableASHA(ASHAScheduler):
     def rungs(self) -> list[list[tuple[float, dict[str, float]]]]:
         """Per bracket, its rungs (highest milestone first): the milestone and the results recorded there."""
         return [[(milestone, dict(recorded)) for milestone, recorded in b._rungs] for b in self._brackets]
+
+    def rung_epochs(self) -> list[int]:
+        """The epochs at which ASHA compares trials (a rung at milestone m takes the first result at epoch >= m)."""
+        return sorted({math.ceil(milestone) for bracket in self._brackets for milestone, _ in bracket._rungs})
 
     def _save(self) -> None:
         state = {"rungs": self.rungs(), "stopped": self._stopped, "num_stopped": self._num_stopped}

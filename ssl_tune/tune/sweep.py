@@ -247,7 +247,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from ssl_tune.tune.progress import TrialEvents, asha_rungs
+    from ssl_tune.tune.progress import TrialEvents
     from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
     from ssl_tune.tune.scheduler import ASHA_STATE_FILE, ResumableASHA
     from ssl_tune.tune.searcher import SSLOptunaSearch
@@ -273,18 +273,6 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     trainable = tune.with_resources(trainable, plan.trial_resources(driver_resources()))
     base = space.train_config({"method": space.method_choices()[0]}, prepared.data_dir)
     max_epochs = space.max_epochs(base)
-    callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
-    if not request.verbose:  # one line per trial event instead of Ray's status tables
-        rungs = asha_rungs(min(space.asha.grace_period, max_epochs), space.asha.reduction_factor, max_epochs)
-        callbacks.append(TrialEvents(s.metric or VAL_KNN, rungs, max_epochs, s.num_samples))
-    run_config = tune.RunConfig(
-        verbose=None if request.verbose else 0,
-        name=prepared.name,
-        storage_path=str(Path(sweep_dir).parent) if not is_uri(sweep_dir) else sweep_dir.rsplit("/", 1)[0],
-        callbacks=callbacks,
-        failure_config=tune.FailureConfig(max_failures=s.max_failures),
-        checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=False)),
-    )
     if request.resume:
         print(f"resuming sweep {sweep_dir}")
         return tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -308,6 +296,17 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         max_t=max_epochs,
         grace_period=min(space.asha.grace_period, max_epochs),
         reduction_factor=space.asha.reduction_factor,
+    )
+    callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
+    if not request.verbose:  # one line per trial event instead of Ray's status tables
+        callbacks.append(TrialEvents(s.metric or VAL_KNN, scheduler.rung_epochs(), max_epochs, s.num_samples))
+    run_config = tune.RunConfig(  # Tuner.restore reads it back from the sweep on --resume
+        verbose=None if request.verbose else 0,
+        name=prepared.name,
+        storage_path=str(Path(sweep_dir).parent) if not is_uri(sweep_dir) else sweep_dir.rsplit("/", 1)[0],
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=s.max_failures),
+        checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=False)),
     )
     return tune.Tuner(
         trainable,

@@ -160,7 +160,10 @@ def _weights_digest(model: nn.Module) -> str:
 
 def initial_metrics(run: TrainingRun) -> EpochMetrics:
     """Epoch 0. Its monitored metrics are measured once per process for each initial backbone (its weights and
-    buffers, hashed) and monitor setting: trials of one seed and backbone start from the same network."""
+    buffers, hashed) and monitor setting: trials of one seed and backbone start from the same network. Only for
+    a single rank: the ranks of a multi-worker trial evaluate together (a broadcast), so none may skip it."""
+    if run.dist.world_size > 1:
+        return run.initial_metrics()
     cfg = run.cfg
     key = (
         _weights_digest(run.method.backbone),

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import yaml
 
-from ssl_tune.tune.progress import asha_rungs
 from ssl_tune.tune.results import END_FILE, SWEEP_FILE, load_sweep
 from ssl_tune.tune.space import SearchSpace
 from tests.helpers import TINY_FIXED
@@ -57,9 +56,3 @@ def test_without_try_default_no_trial_is_the_default(tmp_path):
     record = load_sweep(str(sweep))
     assert record.default_trial() is None
     assert record.summary()[1] == "best trial a: val_knn_acc 20.00% (+10.0 points over epoch 0)"
-
-
-def test_asha_rungs():
-    assert asha_rungs(4, 2, 20) == [4, 8, 16]
-    assert asha_rungs(1, 3, 9) == [1, 3, 9]
-    assert asha_rungs(5, 3, 4) == []

@@ -107,3 +107,29 @@ def test_the_state_file_refuses_other_asha_settings(tmp_path):
     other = dict(time_attr="epoch", metric="val_knn_acc", mode="max", max_t=MAX_EPOCHS, grace_period=2)
     with pytest.raises(ValueError, match="do not match"):
         ResumableASHA(str(tmp_path / "asha_state.json"), **other, reduction_factor=FACTOR)
+
+
+def test_a_stop_decided_just_before_the_kill_still_stops_the_trial_after_resume(tmp_path):
+    """The driver was killed after ASHA stopped a trial but before Tune ended it: the resumed trial replays that
+    epoch, and is stopped again (its result is already in the rung, so the rungs alone would let it go on)."""
+    events, decisions = _uninterrupted(ResumableASHA, tmp_path / "whole")
+    cut = next(
+        i + 1
+        for i, ((_, e), a) in enumerate(zip(events, decisions, strict=True))
+        if a == TrialScheduler.STOP and e < MAX_EPOCHS
+    )
+    (tmp_path / "cut").mkdir()
+    built = pickle.dumps(_new(ResumableASHA, tmp_path / "cut"))
+    trials = _trials()
+    _feed(pickle.loads(built), trials, events[:cut], set())
+    assert _feed(pickle.loads(built), trials, [events[cut - 1]], set()) == [TrialScheduler.STOP]
+
+
+def test_rung_epochs_are_the_schedulers_milestones(tmp_path):
+    kwargs = dict(time_attr="epoch", metric="val_knn_acc", mode="max")
+    assert ResumableASHA(
+        str(tmp_path / "a.json"), max_t=20, grace_period=4, reduction_factor=2, **kwargs
+    ).rung_epochs() == [4, 8, 16]
+    assert ResumableASHA(
+        str(tmp_path / "b.json"), max_t=8, grace_period=1, reduction_factor=3, **kwargs
+    ).rung_epochs() == [1, 3]

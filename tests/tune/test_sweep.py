@@ -69,6 +69,7 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     assert "tensorboard --logdir" in stdout and "ssl-tune export" in stdout and "ssl-tune confirm" in stdout
     # one compact line per trial event, not Ray's status tables
     assert sum(" started  " in line for line in stdout.splitlines()) == 6
+    assert " epoch 1 (rung)  val_knn_acc " in stdout  # ASHA's first rung (grace 1)
     assert "Trial status:" not in stdout
 
 
