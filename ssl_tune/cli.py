@@ -41,6 +41,26 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+def _add_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log",
+        dest="trackers",
+        action="append",
+        default=[],
+        metavar="TRACKER",
+        help="also track the runs in mlflow or wandb (repeatable; pip install 'ssl-tune[mlflow]' / '[wandb]')",
+    )
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI or folder (default $MLFLOW_TRACKING_URI, else ./mlruns)")
+    p.add_argument("--wandb-project", help="W&B project (default $WANDB_PROJECT, else ssl-tune)")
+    p.add_argument("--wandb-entity", help="W&B entity (default $WANDB_ENTITY)")
+
+
+def _tracking(args: argparse.Namespace) -> Any:
+    from ssl_tune.api import tracking
+
+    return tracking(args.trackers, args.mlflow_uri, args.wandb_project, args.wandb_entity)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -62,6 +82,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--experiment", default="ssl-tune", help="the MLflow experiment / W&B group (default ssl-tune)")
+    _add_tracking(p)
     p.set_defaults(handler=_run_train)
 
 
@@ -80,8 +102,10 @@ def train_config_from_args(args: argparse.Namespace, base: dict[str, Any] | None
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ssl_tune.engine.run_dir import saved_config, train
+    from ssl_tune import api
+    from ssl_tune.engine.run_dir import saved_config
 
+    trackers = _tracking(args)
     base = None
     if args.resume:
         if args.out is None:
@@ -90,9 +114,11 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = train_config_from_args(args, base)
     if cfg.out is None:
         raise UsageError("--out DIR is required (or 'out:' in the config)")
-    result = train(
-        cfg, Path(cfg.out), resume=args.resume, force=args.force, progress_bar=False if args.no_progress else None
-    )
+    result = api.train(
+        cfg, out=cfg.out, resume=args.resume, force=args.force, progress_bar=False if args.no_progress else None,
+        log=trackers.trackers, mlflow_uri=trackers.mlflow_uri, wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity, experiment=args.experiment,
+    )  # fmt: skip
     knn = result.final.knn()
     shown = format_metric(*knn) if knn else "no kNN (unlabeled data)"
     print(f"done: {shown} after {result.final.epoch} epochs -> {result.out}")
@@ -134,22 +160,28 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--name, --storage)")
     p.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
+    _add_tracking(p)
     p.set_defaults(handler=_run_sweep)
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from ssl_tune.tune.sweep import SweepRequest, run_sweep
+    from ssl_tune import api
+    from ssl_tune.config import parse_set
 
-    request = SweepRequest(
-        space_path=args.space,
+    result = api.sweep(
+        args.space,
         storage=args.storage,
         name=args.name,
         data_dir=args.data_dir,
         address=args.address,
         resume=args.resume,
-        overrides=tuple(args.overrides),
+        fixed=parse_set(args.overrides),
         verbose=args.verbose,
-        sweep_settings={
+        log=args.trackers,
+        mlflow_uri=args.mlflow_uri,
+        wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity,
+        settings={
             "num_samples": args.num_samples,
             "max_concurrent": args.max_concurrent,
             "workers_per_trial": args.workers_per_trial,
@@ -158,13 +190,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "max_failures": args.max_failures,
             "metric": args.metric,
         },
-        asha_settings={
+        asha={
             "grace_period": args.grace_period,
             "reduction_factor": args.reduction_factor,
             "max_epochs": args.max_epochs,
         },
     )
-    result = run_sweep(request)
     print()
     print("\n".join(result.summary))
     print(f"{result.trials} trials, {result.errors} errors, in {result.sweep_dir}")
@@ -184,9 +215,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ssl_tune.tune.export import export
+    from ssl_tune import api
 
-    done = export(args.sweep, args.out, force=args.force)
+    done = api.export(args.sweep, args.out, force=args.force)
     best = done.best
     shown = format_metric(best.metric, best.best_value)
     print(f"best trial {best.trial_id}: {shown} ({best.epochs_run} epochs) {best.params}")
@@ -210,6 +241,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--sweep", help="a sweep directory: its best trial's best checkpoint")
     p.add_argument("--data-dir", help="where the dataset is now (default: as the run had it)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_tracking(p)
     p.set_defaults(handler=_run_eval)
 
 
@@ -217,22 +249,31 @@ def _run_eval(args: argparse.Namespace) -> int:
     from ssl_tune.engine.checkpoint import checkpoint_file
     from ssl_tune.engine.evaluate import EVAL_FILE, evaluate_checkpoint
     from ssl_tune.storage import atomic_write
+    from ssl_tune.tracking import RunIdentity
 
+    trackers = _tracking(args)
     if args.sweep is not None:
         from ssl_tune.storage import absolute
         from ssl_tune.tune.results import load_sweep
 
-        best = load_sweep(absolute(args.sweep)).best()
+        sweep = load_sweep(absolute(args.sweep))
+        best = sweep.best()
         if not best.best_checkpoint:
             raise UsageError(f"the best trial {best.trial_id} of {args.sweep} kept no checkpoint")
         checkpoint, out = Path(best.best_checkpoint), Path(best.trial_dir) / EVAL_FILE
+        # the trial's own tracker run: MLflow finds it by its trial-id tag, W&B by its id
+        identity = RunIdentity(sweep.name, f"trial-{best.trial_id}", best.trial_id, "sweep")
     elif args.run is not None:
         checkpoint, out = checkpoint_file(args.run), args.run / EVAL_FILE
+        identity = RunIdentity("ssl-tune", args.run.name, _new_run_id(), "eval")
     else:
         checkpoint = checkpoint_file(args.checkpoint)
         out = (args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent) / EVAL_FILE
+        identity = RunIdentity("ssl-tune", out.parent.name, _new_run_id(), "eval")
     result = evaluate_checkpoint(checkpoint, args.data_dir, args.device)
     atomic_write(out, lambda f: f.write((json.dumps(result.to_dict(), indent=2) + "\n").encode()))
+    if trackers:
+        _track_eval(trackers, identity, result, out.parent)
     print(
         f"test kNN {100 * result.test_knn_acc:.2f}%, linear probe top-1 {100 * result.probe_top1:.2f}% "
         f"top-5 {100 * result.probe_top5:.2f}% (weight decay {result.probe_weight_decay:g}), "
@@ -240,6 +281,26 @@ def _run_eval(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s -> {out}"
     )
     return 0
+
+
+def _new_run_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
+def _track_eval(trackers: Any, identity: Any, result: Any, folder: Path) -> None:
+    """Add the test-split numbers to the tracker run that trained the checkpoint (its folder's tracking.json,
+    or a sweep trial's run), or to a new run."""
+    from ssl_tune.tracking import open_runs, read_record, write_record
+
+    previous = read_record(folder)
+    runs = open_runs(trackers, identity, {"checkpoint": result.checkpoint}, previous, folder=folder)
+    values = {f"eval_{k}": getattr(result, k) for k in ("test_knn_acc", "probe_top1", "probe_top5")}  # as confirm
+    for run in runs:
+        run.log_metrics(values, step=result.epoch)
+        run.end(None if previous.get(run.tracker) or identity.stage == "sweep" else "completed")
+    write_record(folder, runs)
 
 
 def _add_confirm(sub: argparse._SubParsersAction) -> None:
@@ -258,19 +319,20 @@ def _add_confirm(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrent", type=int, help="runs at a time (default: what the cluster fits)")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
+    _add_tracking(p)
     p.set_defaults(handler=_run_confirm)
 
 
 def _run_confirm(args: argparse.Namespace) -> int:
-    from ssl_tune.tune.confirm import ConfirmRequest, run_confirm
+    from ssl_tune import api
 
     if args.max_concurrent is not None and args.max_concurrent <= 0:
         raise UsageError(f"--max-concurrent must be positive, not {args.max_concurrent}")
-    request = ConfirmRequest(
-        args.sweep, args.top, args.seeds, args.epochs, args.with_default, args.address, args.verbose,
-        args.max_concurrent,
+    result = api.confirm(
+        args.sweep, top=args.top, seeds=args.seeds, epochs=args.epochs, with_default=args.with_default,
+        address=args.address, verbose=args.verbose, max_concurrent=args.max_concurrent, log=args.trackers,
+        mlflow_uri=args.mlflow_uri, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
     )  # fmt: skip
-    result = run_confirm(request)
     print(f"\n{result.table}")
     print(f"wrote {len(result.rows)} runs to {result.confirm_dir}")
     return 0

@@ -60,6 +60,6 @@ def sweep_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "ssl_tune", "sweep", *args]
 
 
-def run_cli(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
+def run_cli(args: list[str], timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled", **(env or {})}
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

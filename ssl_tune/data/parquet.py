@@ -34,6 +34,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ssl_tune.data.base import DataRequest, ImageData, register_dataset
 from ssl_tune.errors import UsageError
+from ssl_tune.stages import stage
 from ssl_tune.storage import require_empty_output
 
 FORMAT = "ssl-tune-parquet"
@@ -136,20 +137,24 @@ def write_dataset(
             fs.create_dir(f"{root}/{split}", recursive=True)
             hwc = images.permute(0, 2, 3, 1).contiguous().numpy()
             shards = []
-            for number, first in enumerate(range(0, len(labels), shard_size)):
-                rows = range(first, min(first + shard_size, len(labels)))
-                table = pa.table(
-                    {
-                        "index": pa.array(rows, pa.int64()),
-                        "label": pa.array(labels[first : rows.stop].tolist(), pa.int64()),
-                        "image": pa.array(pool.map(encode_png, hwc[first : rows.stop]), pa.binary()),
-                    },
-                    schema=SCHEMA,
-                )
-                path = f"{split}/part-{number:05d}.parquet"
-                # PNG is compressed already; parquet compression would only cost time
-                pq.write_table(table, f"{root}/{path}", filesystem=fs, compression="none", use_dictionary=False)
-                shards.append(Shard(path, len(rows), first))
+            n_shards = -(-len(labels) // shard_size)
+            shown = f"in {n_shards} shard{'s' if n_shards != 1 else ''}"
+            with stage(f"packing {split} split", len(labels), detail=shown) as advance:
+                for number, first in enumerate(range(0, len(labels), shard_size)):
+                    rows = range(first, min(first + shard_size, len(labels)))
+                    table = pa.table(
+                        {
+                            "index": pa.array(rows, pa.int64()),
+                            "label": pa.array(labels[first : rows.stop].tolist(), pa.int64()),
+                            "image": pa.array(pool.map(encode_png, hwc[first : rows.stop]), pa.binary()),
+                        },
+                        schema=SCHEMA,
+                    )
+                    path = f"{split}/part-{number:05d}.parquet"
+                    # PNG is compressed already; parquet compression would only cost time
+                    pq.write_table(table, f"{root}/{path}", filesystem=fs, compression="none", use_dictionary=False)
+                    shards.append(Shard(path, len(rows), first))
+                    advance(len(rows))
             splits[split] = tuple(shards)
     manifest = Manifest(
         data.num_classes,

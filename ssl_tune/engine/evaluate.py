@@ -30,6 +30,7 @@ from ssl_tune.engine.linear_probe import ProbeResult, linear_probe
 from ssl_tune.engine.run import resolve_device
 from ssl_tune.errors import UsageError
 from ssl_tune.models.backbones import build_backbone
+from ssl_tune.stages import stage
 from ssl_tune.views import ViewGenerator
 
 EVAL_FILE = "eval.json"
@@ -84,7 +85,7 @@ def evaluate_checkpoint(path: Path, data_dir: str | None = None, device: str = "
     backbone = build_backbone(cfg.backbone, data.image_size).to(dev)
     backbone.load_state_dict(backbone_state(state))
     epoch = int(state.get("epoch", 0))
-    return evaluate_backbone(backbone, data, cfg, dev, epoch=epoch, checkpoint=str(path), start=start)
+    return evaluate_backbone(backbone, data, cfg, dev, epoch=epoch, checkpoint=str(path), start=start, progress=True)
 
 
 @torch.no_grad()
@@ -97,12 +98,16 @@ def evaluate_backbone(
     epoch: int,
     checkpoint: str = "",
     start: float | None = None,
+    progress: bool = False,
 ) -> EvalResult:
-    """kNN and linear probe of a backbone on `data`'s test split (the features are extracted once)."""
+    """kNN and linear probe of a backbone on `data`'s test split (the features are extracted once).
+
+    `progress`: show each stage (a bar on a terminal, else a line at its start and end); quiet by default, as in
+    a confirm run's final evaluation."""
     start = time.perf_counter() if start is None else start
     if not data.labeled or not data.has_test:
         raise UsageError(f"dataset '{cfg.dataset}' has no labels or no test split: eval needs both")
-    train, test = _features(backbone, data, device)
+    train, test = _features(backbone, data, device, progress)
     train_labels, test_labels = data.train_labels.to(device), data.test_labels.to(device)
     knn = knn_accuracy(
         torch.nn.functional.normalize(train, dim=1),
@@ -113,7 +118,9 @@ def evaluate_backbone(
         EVAL_KNN_K,
         EVAL_KNN_TEMPERATURE,
     )
-    probe = probe_with_validation(train, train_labels, test, test_labels, data, cfg)
+    shape = f"({len(train)} x {train.shape[1]} features)"
+    with stage("fitting linear probe", detail=shape, quiet=not progress):
+        probe = probe_with_validation(train, train_labels, test, test_labels, data, cfg)
     return EvalResult(
         test_knn_acc=knn,
         probe_top1=probe.top1,
@@ -146,17 +153,21 @@ def _load(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read checkpoint {file}: {err}") from None
 
 
-def _features(backbone: torch.nn.Module, data: ImageData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _features(
+    backbone: torch.nn.Module, data: ImageData, device: torch.device, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw (un-normalised) backbone features of the un-augmented train and test images, extracted once."""
     plain = ViewGenerator([], data.mean, data.std).plain
     autocast = torch.bfloat16 if device.type == "cuda" else None
 
-    def extract(images: torch.Tensor) -> torch.Tensor:
-        return extract_features(
-            backbone, images, lambda x: plain(x.to(device)), normalize=False, autocast_dtype=autocast
-        )
+    def extract(split: str, images: torch.Tensor) -> torch.Tensor:
+        with stage(f"extracting features ({split})", len(images), quiet=not progress) as advance:
+            return extract_features(
+                backbone, images, lambda x: plain(x.to(device)), normalize=False, autocast_dtype=autocast,
+                on_batch=advance,
+            )  # fmt: skip
 
-    return extract(data.train_images), extract(data.test_images)
+    return extract("train", data.train_images), extract("test", data.test_images)
 
 
 __all__ = ["EVAL_FILE", "EvalResult", "evaluate_backbone", "evaluate_checkpoint"]

@@ -18,9 +18,13 @@ def extract_features(
     dtype: torch.dtype | None = None,
     autocast_dtype: torch.dtype | None = None,
     normalize: bool = True,
+    on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """(N, feature_dim) features of uint8 `images`, L2-normalised unless `normalize=False`, computed in eval
-    mode in chunks (the backbone's mode is restored)."""
+    mode in chunks (the backbone's mode is restored).
+
+    `on_batch(n)` is called as each chunk of `n` images is queued (for a progress bar): it adds no device sync,
+    so on a GPU it counts the chunks queued, which may run ahead of those computed."""
     was_training = backbone.training
     backbone.eval()
     device_type = images.device.type
@@ -34,6 +38,8 @@ def extract_features(
                 feats = backbone(x)
             feats = F.normalize(feats.float(), dim=1) if normalize else feats.float()
             chunks.append(feats.to(dtype or torch.float32))
+            if on_batch is not None:
+                on_batch(len(x))
     finally:
         backbone.train(was_training)
     return torch.cat(chunks)

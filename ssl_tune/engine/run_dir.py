@@ -24,12 +24,14 @@ import yaml
 from ssl_tune.config import TrainConfig, load_run_data
 from ssl_tune.engine.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
 from ssl_tune.engine.run import TrainingRun
-from ssl_tune.engine.runlog import TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
+from ssl_tune.engine.runlog import SCALARS, TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
 from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
-from ssl_tune.metrics import EpochMetrics, finite
+from ssl_tune.metrics import EpochMetrics, TrialStatus, finite
 from ssl_tune.storage import atomic_write, require_empty_output
+from ssl_tune.tracking import RunIdentity, TrackedRun, TrackingSettings, open_runs, read_record, write_record
 
 CHECKPOINT = RUN_CHECKPOINT
+DEFAULT_EXPERIMENT = "ssl-tune"  # the MLflow experiment / W&B group of `train` runs
 
 
 def check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
@@ -58,9 +60,19 @@ class TrainResult:
 
 
 def train(
-    cfg: TrainConfig, out: Path, *, resume: bool = False, force: bool = False, progress_bar: bool | None = None
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress_bar: bool | None = None,
+    tracking: TrackingSettings | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> TrainResult:
-    """Run (or continue) training into `out`. All input is checked before anything is written."""
+    """Run (or continue) training into `out`. All input is checked before anything is written.
+
+    With `tracking`, the run is also a run in MLflow / W&B (experiment `experiment`, run name `out`'s), its
+    whereabouts kept in out/tracking.json, so that a resume continues it and `eval` adds to it."""
     check_out_dir(out, resume=resume, force=force)
     data = load_run_data(cfg)
     run = TrainingRun(cfg, data)
@@ -77,29 +89,54 @@ def train(
         rewrite_jsonl(metrics_path, run.history)  # drops any line past the checkpoint
         print(f"resuming {out} after epoch {run.epoch}", flush=True)
     tb = TensorBoardLog(out / "tensorboard", first_epoch=run.epoch + 1 if state is not None else 0)
+    tracked = _open_tracked(cfg, out, tracking, experiment, resume)
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    end_state = TrialStatus.ERROR
     try:
         if state is None:
             rewrite_jsonl(metrics_path, [])
-            _record(run.initial_metrics(), run, out, tb)
+            _record(run.initial_metrics(), run, out, tb, tracked)
         while not run.done:
             with _progress_bar(run, show_bar) as on_step:
                 metrics = run.train_epoch(on_step=on_step)
-            _record(metrics, run, out, tb)
+            _record(metrics, run, out, tb, tracked)
+        end_state = run.history[-1].status if run.stopped else TrialStatus.COMPLETED
     except KeyboardInterrupt:
+        end_state = TrialStatus.UNFINISHED
         raise Interrupted(f"epoch {run.epoch} is saved; resume with: ssl-tune train --out {out} --resume") from None
     finally:
         tb.close()
+        for tracker_run in tracked:
+            tracker_run.end(end_state.value)
     if run.stopped:
         raise TrainingStopped(f"training stopped at epoch {run.epoch}: {run.history[-1].status}")
     atomic_write(out / "backbone.pt", lambda f: torch.save(run.method.backbone.state_dict(), f))
     return TrainResult(run.history[-1], out)
 
 
-def _record(metrics: EpochMetrics, run: TrainingRun, out: Path, tb: TensorBoardLog) -> None:
+def _open_tracked(
+    cfg: TrainConfig, out: Path, tracking: TrackingSettings | None, experiment: str, resume: bool
+) -> list[TrackedRun]:
+    if not tracking:
+        return []
+    import uuid
+
+    identity = RunIdentity(experiment, out.name, uuid.uuid4().hex[:12], "train")
+    runs = open_runs(tracking, identity, cfg.to_yaml_dict(), read_record(out) if resume else None, folder=out)
+    write_record(out, runs)
+    return runs
+
+
+def _record(
+    metrics: EpochMetrics, run: TrainingRun, out: Path, tb: TensorBoardLog, tracked: list[TrackedRun] = ()
+) -> None:
     save_checkpoint(run.state_dict(), out / CHECKPOINT)  # checkpoint first: it carries the history
     append_jsonl(out / "metrics.jsonl", metrics)
     tb.log(metrics)
+    tracked_keys = (*SCALARS, *metrics.extras)
+    values = {k: float(v) for k, v in metrics.to_dict().items() if k in tracked_keys and finite(v) is not None}
+    for tracker_run in tracked:
+        tracker_run.log_metrics(values, step=metrics.epoch)
     print(format_epoch(metrics, run.cfg.epochs), flush=True)
 
 

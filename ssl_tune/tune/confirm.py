@@ -12,7 +12,7 @@ confirm.parquet (a row per run) and confirm.md (mean ± std per config, beside t
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import yaml
@@ -20,10 +20,12 @@ import yaml
 from ssl_tune.config import build_config
 from ssl_tune.errors import Interrupted, UsageError
 from ssl_tune.storage import absolute, exists, join, read_text, write_text
+from ssl_tune.tracking import TrackingSettings, check_resumed_trackers, tune_callbacks
 from ssl_tune.tune.results import SweepRecord, load_sweep
 
 CONFIRM_DIR = "confirm"
 RUNS_FILE = "runs.yaml"
+TRACKING_FILE = "tracking.yaml"  # the trackers it started with: a resume keeps them
 TABLE_FILE, REPORT_FILE = "confirm.parquet", "confirm.md"
 DEFAULT_LABEL = "default"
 EVAL_KEYS = ("test_knn_acc", "probe_top1", "probe_top5")
@@ -39,6 +41,7 @@ class ConfirmRequest:
     address: str | None = None
     verbose: bool = False
     max_concurrent: int | None = None  # runs at a time (default: what the cluster fits)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)  # --log: a run per retrain and its test
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,17 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
     resume = exists(join(confirm_dir, RUNS_FILE))
     if resume and read_text(join(confirm_dir, RUNS_FILE)) != asked:
         raise UsageError(f"{confirm_dir} holds a confirm of other runs: move it away to start a new one")
+    if resume and exists(join(confirm_dir, TRACKING_FILE)):
+        saved = yaml.safe_load(read_text(join(confirm_dir, TRACKING_FILE)))
+        check_resumed_trackers(saved, request.tracking, "a resumed confirm")
     if not resume:
+        write_text(join(confirm_dir, TRACKING_FILE), yaml.safe_dump(request.tracking.to_dict()))
         write_text(join(confirm_dir, RUNS_FILE), asked)
 
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from ssl_tune.tune.progress import ConfirmEvents
     from ssl_tune.tune.recorder import TrialRecorder
     from ssl_tune.tune.sweep import concurrency, driver_resources, ray_cluster
     from ssl_tune.tune.trial import TrialPlan
@@ -122,6 +130,10 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
             limit, _ = concurrency(sweep.space, ray.cluster_resources())
             limit = request.max_concurrent or limit
             epochs = max(r.config["epochs"] for r in runs)
+            names = [f"{_config_name(r.label)}, seed {r.seed}" for r in runs]
+            events = [] if request.verbose else [ConfirmEvents(names, epochs)]  # a line per run event, not Ray's tables
+            tracked = [{"label": r.label, "seed": r.seed, **r.config} for r in runs]
+            trackers = tune_callbacks(request.tracking, sweep.name, "confirm", {}, epochs, configs=tracked)
             print(f"confirm: {len(runs)} runs ({request.top} configs x {request.seeds} seeds), up to {limit} at a time")
             tuner = tune.Tuner(
                 trainable,
@@ -132,11 +144,12 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
                     trial_name_creator=_run_name,
                     reuse_actors=plan.in_process,
                 ),
-                run_config=tune.RunConfig(
+                run_config=tune.RunConfig(  # Tuner.restore reads it back on a resume
+                    verbose=None if request.verbose else 0,
                     name=CONFIRM_DIR,
                     storage_path=sweep_dir,
                     # result.json (each run's epochs), TensorBoard, and trial_end.json once a run has ended
-                    callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback()],
+                    callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback(), *events, *trackers],
                     failure_config=tune.FailureConfig(max_failures=s.max_failures),
                     checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=True)),
                 ),
@@ -166,6 +179,10 @@ def confirm_trial(params: dict[str, Any], plan: Any, configs: list[dict[str, Any
     from ssl_tune.tune.trial import fit_train_run
 
     fit_train_run(TrainConfig.model_validate(configs[params["run"]]), plan, final_eval=True)
+
+
+def _config_name(label: str) -> str:
+    return "default recipe" if label == DEFAULT_LABEL else f"trial {label}"
 
 
 def _run_name(trial: Any) -> str:

@@ -5,7 +5,7 @@
     [  33s] trial 3f2a9c01 stopped at epoch 4  best val_knn_acc 31.25%
     [  60s] 2 running, 5 of 8 done, best so far val_knn_acc 41.02% (trial 77b1e0aa)
 
-Ray's own status tables come back with `--verbose`.
+Ray's own status tables come back with `--verbose`. `ConfirmEvents` does the same for `ssl-tune confirm`'s runs.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ class TrialEvents(Callback):
         self._start = time.monotonic()
         self._last_summary = self._start
         self._best: dict[str, float] = {}  # trial id -> its best trained-epoch value
-        self._done: set[str] = set()
-        self._running: set[str] = set()
 
     def setup(self, **info: Any) -> None:  # the experiment starts (again, on --resume)
         self._start = self._last_summary = time.monotonic()
@@ -45,7 +43,6 @@ class TrialEvents(Callback):
         print(f"[{time.monotonic() - self._start:5.0f}s] {text}", flush=True)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._running.add(trial.trial_id)
         self._print(f"trial {trial.trial_id} started  {_short(trial.config)}")
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
@@ -55,7 +52,7 @@ class TrialEvents(Callback):
             if epoch in self.rungs and epoch < self.max_epochs:
                 self._print(f"trial {trial.trial_id} epoch {epoch} (rung)  {format_metric(self.metric, value)}")
         if time.monotonic() - self._last_summary >= self.every_s:
-            self._summary()
+            self._summary(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._end(trial, failed=False)
@@ -64,18 +61,55 @@ class TrialEvents(Callback):
         self._end(trial, failed=True)
 
     def _end(self, trial: Trial, failed: bool) -> None:
-        self._running.discard(trial.trial_id)
-        self._done.add(trial.trial_id)
         last = trial.last_result or {}
         status = trial_status(last, failed, self.max_epochs)
         best = self._best.get(trial.trial_id)
         shown = f"  best {format_metric(self.metric, best)}" if best is not None else ""
         self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}")
 
-    def _summary(self) -> None:
+    def _summary(self, trials: list[Trial]) -> None:
         self._last_summary = time.monotonic()
-        text = f"{len(self._running)} running, {len(self._done)} of {self.total} done"
+        # counted from Tune's trials, so that trials finished before a --resume count as done
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        text = f"{running} running, {done} of {self.total} done"
         if self._best:
             leader = max(self._best, key=self._best.__getitem__)
             text += f", best so far {format_metric(self.metric, self._best[leader])} (trial {leader})"
         self._print(text)
+
+
+class ConfirmEvents(TrialEvents):
+    """What `ssl-tune confirm` prints: each run's start and end (with its test-split numbers), and a summary.
+
+    [    3s] run 0 started  (trial 3f2a9c01, seed 2)
+    [   95s] run 0 completed at epoch 20  test kNN 41.20%, probe top-1 45.10%
+    [  120s] 1 running, 1 of 4 done
+    """
+
+    def __init__(self, names: list[str], max_epochs: int, every_s: float = 30.0) -> None:
+        """`names[i]`: what run i (its trial's `run` config) confirms, e.g. `trial 3f2a9c01, seed 2`."""
+        from ssl_tune.tune.worker import EVAL_PREFIX
+
+        super().__init__(metric="", rungs=[], max_epochs=max_epochs, total=len(names), every_s=every_s)
+        self.names = names
+        self.shown = ((f"{EVAL_PREFIX}test_knn_acc", "test kNN"), (f"{EVAL_PREFIX}probe_top1", "probe top-1"))
+
+    def _name(self, trial: Trial) -> str:
+        return f"run {trial.config.get('run')}"
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run = trial.config.get("run")
+        what = f"  ({self.names[run]})" if isinstance(run, int) and 0 <= run < len(self.names) else ""
+        self._print(f"{self._name(trial)} started{what}")
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if time.monotonic() - self._last_summary >= self.every_s:
+            self._summary(trials)
+
+    def _end(self, trial: Trial, failed: bool) -> None:
+        last = trial.last_result or {}
+        status = trial_status(last, failed, self.max_epochs)
+        numbers = [f"{label} {100 * v:.2f}%" for key, label in self.shown if isinstance(v := last.get(key), float)]
+        shown = f"  {', '.join(numbers)}" if numbers else ""
+        self._print(f"{self._name(trial)} {status.value} at epoch {last.get(EPOCH, 0)}{shown}")

@@ -91,6 +91,11 @@ class SweepRecord:
     trials: list[TrialRecord]
     sessions: list[dict[str, float]] = field(default_factory=list)  # SESSIONS_FILE
 
+    @property
+    def name(self) -> str:
+        """The sweep's name: its folder's (<storage>/<name>)."""
+        return self.sweep_dir.rstrip("/").rsplit("/", 1)[-1]
+
     def finished(self) -> list[TrialRecord]:
         """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
         return [t for t in self.trials if t.status.finished_normally and t.best_value is not None]

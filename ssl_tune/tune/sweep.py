@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ssl_tune.config import deep_merge, describe_validation_error, parse_set
 from ssl_tune.errors import Interrupted, UsageError
 from ssl_tune.metrics import RANKME, SELECTION_MODE, VAL_KNN
 from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_text
+from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
 from ssl_tune.tune.local_cluster import mark_session, remove_orphaned_clusters
 from ssl_tune.tune.results import SESSIONS_FILE, SWEEP_FILE, TrialRecord, load_sweep
 from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
@@ -39,7 +40,7 @@ OPTUNA_FILE = "optuna.journal"
 class SweepRequest:
     """The sweep as the user asked for it (CLI flags)."""
 
-    space_path: str | None
+    space_path: str | None  # a search-space YAML, or None with `space` given
     storage: str
     name: str | None
     data_dir: str | None = None
@@ -49,6 +50,9 @@ class SweepRequest:
     sweep_settings: dict[str, Any] | None = None  # num_samples, max_concurrent, workers_per_trial, ...
     asha_settings: dict[str, Any] | None = None  # grace_period, reduction_factor, max_epochs
     verbose: bool = False
+    space: SearchSpace | None = None  # the space itself (Python API), checked like a file's
+    fixed_overrides: dict[str, Any] | None = None  # on the fixed settings, after `overrides` (Python API)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)  # --log mlflow|wandb
 
 
 @dataclass
@@ -70,14 +74,17 @@ def prepare(request: SweepRequest) -> PreparedSweep:
             raise UsageError(f"--resume: no sweep at {sweep_dir}")
         saved = yaml.safe_load(read_text(join(sweep_dir, SWEEP_FILE)))
         space = SearchSpace.model_validate(saved["space"])
+        check_resumed_trackers(saved.get("tracking"), request.tracking, "--resume")
         return PreparedSweep(space, sweep_dir, request.name, saved.get("data_dir"))
 
-    if not request.space_path:
+    if not request.space_path and request.space is None:
         raise UsageError("--space FILE is required")
     data_dir = str(Path(request.data_dir).expanduser().resolve()) if request.data_dir else None
-    space = load_space(request.space_path, data_dir)
+    space = load_space(request.space_path, data_dir) if request.space is None else request.space
     space = _with_overrides(space, request)
-    name = request.name or Path(request.space_path).stem
+    name = request.name or (Path(request.space_path).stem if request.space_path else "")
+    if not name:
+        raise UsageError("name the sweep: a space given as a dict or model has no file name to take it from")
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--name '{name}' must be a plain folder name")
     sweep_dir = join(storage, name)
@@ -97,8 +104,9 @@ def _with_overrides(space: SearchSpace, request: SweepRequest) -> SearchSpace:
     data = space.model_dump()
     data["sweep"].update({k: v for k, v in (request.sweep_settings or {}).items() if v is not None})
     data["asha"].update({k: v for k, v in (request.asha_settings or {}).items() if v is not None})
-    if request.overrides:
-        data["fixed"] = deep_merge(nest(data["fixed"]), parse_set(request.overrides))
+    if request.overrides or request.fixed_overrides:
+        fixed = deep_merge(nest(data["fixed"]), parse_set(request.overrides))
+        data["fixed"] = deep_merge(fixed, nest(request.fixed_overrides or {}))
     try:
         updated = SearchSpace.model_validate(data)
     except ValidationError as err:
@@ -138,6 +146,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
     space, sweep_dir = prepared.space, prepared.sweep_dir
     if not request.resume:
         record = {"space": space.model_dump(mode="json"), "data_dir": prepared.data_dir, "name": prepared.name}
+        record["tracking"] = request.tracking.to_dict()  # Tune restores its callbacks, trackers included
         write_text(join(sweep_dir, SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
 
     with ray_cluster(request.address, request.verbose) as local:
@@ -150,6 +159,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
         finally:
             slots, _ = concurrency(space, ray.cluster_resources())
             _record_session(sweep_dir, started, slots)
+            sync_optuna_journal(sweep_dir, prepared.name)  # the final copy, past the searcher's throttle
     if results.num_terminated + results.num_errors < space.sweep.num_samples:
         raise Interrupted(
             f"sweep stopped with {results.num_terminated} of {space.sweep.num_samples} trials done; resume with: "
@@ -177,9 +187,11 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
     import ray
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours writes TensorBoard
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # Ray's status tables only with --verbose: its newer reporter prints a config box even at verbose=0
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     # snapshot the experiment often (it is small), so a killed driver loses at most seconds of trial states
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we snapshot often
     local = address is None and "RAY_ADDRESS" not in os.environ
     if local:  # no spot preemption on a local cluster: spare each trial the watcher actor (a process)
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
@@ -247,6 +259,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from ssl_tune.tracking import tune_callbacks
     from ssl_tune.tune.progress import TrialEvents
     from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
     from ssl_tune.tune.scheduler import ASHA_STATE_FILE, ResumableASHA
@@ -275,6 +288,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     max_epochs = space.max_epochs(base)
     if request.resume:
         print(f"resuming sweep {sweep_dir}")
+        fetch_optuna_journal(sweep_dir, prepared.name)  # the restored searcher reopens the driver's local copy
         return tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
 
     limit, why = concurrency(space, resources)
@@ -287,6 +301,9 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         study_name=prepared.name,
         storage=_optuna_storage(sweep_dir, prepared.name),
         points_to_evaluate=space.initial_points(prepared.data_dir) or None,
+        max_epochs=max_epochs,
+        journal=optuna_journal_path(sweep_dir, prepared.name),
+        journal_copy=join(sweep_dir, OPTUNA_FILE) if is_uri(sweep_dir) else None,
     )
     scheduler = ResumableASHA(
         join(sweep_dir, ASHA_STATE_FILE),  # its rungs, read back on --resume
@@ -298,6 +315,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         reduction_factor=space.asha.reduction_factor,
     )
     callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
+    callbacks += tune_callbacks(request.tracking, prepared.name, "sweep", space.fixed, max_epochs)
     if not request.verbose:  # one line per trial event instead of Ray's status tables
         callbacks.append(TrialEvents(s.metric or VAL_KNN, scheduler.rung_epochs(), max_epochs, s.num_samples))
     run_config = tune.RunConfig(  # Tuner.restore reads it back from the sweep on --resume
@@ -324,16 +342,38 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
 
 
 def optuna_journal_path(sweep_dir: str, name: str) -> str:
-    """The Optuna journal sits in the sweep dir; for cloud storage it stays on the driver's disk."""
+    """The Optuna journal sits in the sweep dir; for cloud storage it stays on the driver's disk, and is copied to
+    <sweep_dir>/optuna.journal (by the searcher at its snapshots, throttled, and at the end of the sweep)."""
     if not is_uri(sweep_dir):
         return join(sweep_dir, OPTUNA_FILE)
     return str(Path("~/.ssl-tune/optuna").expanduser() / f"{name}.journal")
+
+
+def fetch_optuna_journal(sweep_dir: str, name: str) -> bool:
+    """A bucket sweep's journal: fetch the sweep dir's copy to the driver's disk if the local one is missing or
+    shorter (--resume on another machine). Returns whether it fetched."""
+    if not is_uri(sweep_dir):
+        return False
+    from ssl_tune.tune.searcher import pull_journal
+
+    return pull_journal(join(sweep_dir, OPTUNA_FILE), optuna_journal_path(sweep_dir, name))
+
+
+def sync_optuna_journal(sweep_dir: str, name: str) -> bool:
+    """A bucket sweep's journal: copy the driver's local journal to the sweep dir now. Returns whether it did."""
+    journal = optuna_journal_path(sweep_dir, name)
+    if not is_uri(sweep_dir) or not Path(journal).exists():
+        return False
+    from ssl_tune.tune.searcher import push_journal
+
+    return push_journal(journal, join(sweep_dir, OPTUNA_FILE))
 
 
 def _optuna_storage(sweep_dir: str, name: str):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    fetch_optuna_journal(sweep_dir, name)  # before the storage opens it
     path = Path(optuna_journal_path(sweep_dir, name))
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))

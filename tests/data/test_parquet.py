@@ -4,6 +4,7 @@ directory or a URI through pyarrow.fs, each rank reading only its own train shar
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,16 @@ def test_pack_then_read_gives_identical_pixels_and_labels(packed, cifar_subset, 
     small = load_data("parquet", str(packed), train_subset=250, test_subset=50)
     assert torch.equal(small.train_images, cifar_subset.train_images[:250])
     assert torch.equal(small.test_labels, cifar_subset.test_labels[:50])
+
+
+def test_packing_prints_a_line_at_the_start_and_end_of_each_split(cifar_subset, tmp_path, capsys):
+    write_dataset(cifar_subset, str(tmp_path / "out"), source="cifar10", shard_size=SHARD)  # stderr: no terminal
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"packing train split: {TRAIN} images in 3 shards ..."
+    assert re.fullmatch(rf"packing train split: {TRAIN} images in \d+\.\d s", lines[1]), lines
+    assert lines[2] == f"packing test split: {TEST} images in 1 shard ..."
+    assert re.fullmatch(rf"packing test split: {TEST} images in \d+\.\d s", lines[3]), lines
+    assert len(lines) == 4
 
 
 def test_uris_and_other_filesystems_go_through_the_same_code(packed, cifar_subset, tmp_path):

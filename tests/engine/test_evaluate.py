@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from ssl_tune.cli import main
 from ssl_tune.engine.checkpoint import load_checkpoint
@@ -23,7 +24,9 @@ def test_eval_of_a_run_writes_finite_test_numbers(tmp_path, capsys):
     _train(run)
     capsys.readouterr()
     assert main(["eval", "--run", str(run)]) == 0
-    assert "linear probe top-1" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert "linear probe top-1" in lines[-1]
+    assert_stage_lines(lines[:-1], train=384, test=200)
     result = json.loads((run / EVAL_FILE).read_text())
     assert result["train_images"] == 384 and result["test_images"] == 200 and result["epoch"] == 1
     for key in ("test_knn_acc", "probe_top1", "probe_top5", "probe_val_top1"):
@@ -40,6 +43,16 @@ def test_eval_of_a_run_writes_finite_test_numbers(tmp_path, capsys):
     state = load_checkpoint(checkpoint)
     assert checkpoint_config(state).method == "simsiam"
     assert backbone_state(state) and not any(k.startswith("backbone.") for k in backbone_state(state))
+
+
+def assert_stage_lines(lines: list[str], train: int, test: int) -> None:
+    """A line at the start and end of each stage of evaluate_checkpoint (stderr is no terminal under pytest)."""
+    assert len(lines) == 6, lines
+    for (start, end), split, n in zip((lines[0:2], lines[2:4]), ("train", "test"), (train, test), strict=True):
+        assert start == f"extracting features ({split}): {n} images ..."
+        assert re.fullmatch(rf"extracting features \({split}\): {n} images in \d+\.\d s", end), end
+    assert re.fullmatch(rf"fitting linear probe \({train} x \d+ features\) \.\.\.", lines[4]), lines[4]
+    assert re.fullmatch(r"fitting linear probe: done in \d+\.\d s", lines[5]), lines[5]
 
 
 def test_eval_without_a_checkpoint_is_refused(tmp_path, capsys):

@@ -31,14 +31,18 @@ from tests.helpers import REPO, TINY_FIXED, run_cli, sweep_cmd, write_space
 pytestmark = pytest.mark.slow  # starts a Ray cluster or trains for several epochs
 
 MAX_EPOCHS = 3
+WANDB_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
-    """Six trials on two one-CPU slots: more trials than slots, ASHA at rungs 1 (and 3)."""
+    """Six trials on two one-CPU slots: more trials than slots, ASHA at rungs 1 (and 3). Tracked in a local
+    MLflow file store (<root>/mlruns) and in offline W&B runs."""
     root = tmp_path_factory.mktemp("sweep")
     space = write_space(root / "tiny.yaml", sweep={"try_default": True})  # the first trial: the default recipe
-    proc = run_cli(sweep_cmd("--space", str(space), "--storage", str(root / "store"), "--name", "tiny"))
+    trackers = ("--log", "mlflow", "--log", "wandb", "--mlflow-uri", str(root / "mlruns"))
+    args = sweep_cmd("--space", str(space), "--storage", str(root / "store"), "--name", "tiny", *trackers)
+    proc = run_cli(args, env=WANDB_OFFLINE)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root / "store" / "tiny", proc.stdout
 
@@ -70,7 +74,7 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     # one compact line per trial event, not Ray's status tables
     assert sum(" started  " in line for line in stdout.splitlines()) == 6
     assert " epoch 1 (rung)  val_knn_acc " in stdout  # ASHA's first rung (grace 1)
-    assert "Trial status:" not in stdout
+    assert "Trial status:" not in stdout and "Configuration for experiment" not in stdout
 
 
 def test_optuna_study_is_in_a_journal_that_optuna_dashboard_can_open(finished_sweep):
@@ -85,6 +89,35 @@ def test_optuna_study_is_in_a_journal_that_optuna_dashboard_can_open(finished_sw
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
     sweep = load_sweep(str(sweep_dir))
     assert sorted(t.params["lr"] for t in study.trials) == sorted(t.params["lr"] for t in sweep.trials)
+
+    # optuna-dashboard's own app on the journal, called in-process through WSGI
+    from wsgiref.util import setup_testing_defaults
+
+    import optuna_dashboard
+
+    app = optuna_dashboard.wsgi(storage)
+
+    def get(path: str) -> dict[str, Any]:
+        environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(environ)
+        status: list[str] = []
+        body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+        assert status == ["200 OK"], (path, status, body[:500])
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "tiny"
+    detail = get(f"/api/studies/{summary['study_id']}")
+    assert detail["name"] == "tiny" and len(detail["trials"]) == 6
+    by_id = {t.trial_id: t for t in sweep.trials}
+    for trial in detail["trials"]:
+        assert trial["state"] == "Complete"  # completed, or stopped by ASHA: both told COMPLETE
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        tune_trial = by_id.pop(attrs["tune_trial_id"])  # each Tune trial once: its folder is trial-<id>
+        assert attrs["end_state"] == tune_trial.status.value
+        params = {p["name"]: p["param_internal_value"] for p in trial["params"]}
+        assert math.isclose(params["lr"], tune_trial.params["lr"], rel_tol=1e-9)
+    assert not by_id
 
 
 def test_tensorboard_events_hold_scalars_and_hparams(finished_sweep):
@@ -228,6 +261,7 @@ def test_confirm_plans_the_top_configs_with_fresh_seeds_and_the_default_recipe(f
 def test_confirm_writes_k_by_s_rows_and_resumes_without_rerunning(finished_sweep):
     sweep_dir, _ = finished_sweep
     args = ["--top", "1", "--seeds", "2", "--epochs", "1", "--max-concurrent", "1"]  # one at a time: a run is left
+    args += ["--log", "mlflow", "--mlflow-uri", str(_mlruns(sweep_dir))]
     confirm = sweep_dir / CONFIRM_DIR
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(
@@ -264,6 +298,16 @@ def test_confirm_writes_k_by_s_rows_and_resumes_without_rerunning(finished_sweep
         assert row["probe_top5"] >= row["probe_top1"]
     table = (confirm / CONFIRM_REPORT).read_text()
     assert f"trial {rows[0]['label']}" in table and " ± " in table and table.count("\n| ") == 2  # header + 1 config
+    # each confirm run is an MLflow run (the interrupted one reopened on resume, not doubled), with its config
+    # and its test-split numbers, as confirm.parquet has them
+    tracked = _mlflow_runs(sweep_dir, "tags.`ssl_tune.stage` = 'confirm'")
+    assert len(tracked) == 2
+    by_seed = {r["seed"]: r for r in rows}
+    for run in tracked:
+        row = by_seed[int(run.data.params["seed"])]
+        assert run.data.params["label"] == row["label"] and run.data.tags["end_state"] == "completed"
+        assert run.data.metrics["eval_test_knn_acc"] == pytest.approx(row["test_knn_acc"])
+        assert run.data.metrics["eval_probe_top1"] == pytest.approx(row["probe_top1"])
 
 
 class AllRanksRecorder(UserCallback):
@@ -275,3 +319,106 @@ class AllRanksRecorder(UserCallback):
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(metrics) + "\n")
+
+
+# --- trackers: MLflow and W&B (offline), read back with their own readers -----------------------------
+
+
+def _mlruns(sweep_dir: Path) -> Path:
+    return sweep_dir.parent.parent / "mlruns"
+
+
+def _mlflow_runs(sweep_dir: Path, query: str = "") -> list[Any]:
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store behind an opt-in
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=_mlruns(sweep_dir).as_uri())
+    experiment = client.get_experiment_by_name(sweep_dir.name)  # named after the sweep
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id], filter_string=query)
+
+
+def test_each_trial_is_an_mlflow_run_with_params_metric_history_and_end_state(finished_sweep):
+    import mlflow
+
+    sweep_dir, _ = finished_sweep
+    trials = {t.trial_id: t for t in load_sweep(str(sweep_dir)).trials}
+    sweep_runs = "tags.`ssl_tune.stage` = 'sweep'"  # confirm's runs join the same experiment
+    runs = _mlflow_runs(sweep_dir, sweep_runs)
+    mlflow.set_tracking_uri(_mlruns(sweep_dir).as_uri())
+    assert len(mlflow.search_runs(experiment_names=["tiny"], filter_string=sweep_runs)) == len(trials) == 6
+    client = mlflow.MlflowClient()
+    for run in runs:
+        trial = trials[run.data.tags["ssl_tune.trial_id"]]
+        assert run.info.run_name == f"trial-{trial.trial_id}" and run.info.status == "FINISHED"
+        assert run.data.tags["end_state"] == trial.status.value
+        params = run.data.params  # the sampled ones and the space's fixed settings
+        assert float(params["lr"]) == pytest.approx(trial.params["lr"]) and params["method"] == "simsiam"
+        history = client.get_metric_history(run.info.run_id, "val_knn_acc")
+        assert [m.step for m in history] == [r["epoch"] for r in trial.results]  # step = epoch, 0 included
+        assert [m.value for m in history] == pytest.approx([r["val_knn_acc"] for r in trial.results])
+        assert {"loss", "lr", "embedding_std_ratio", "images_per_s"} <= set(run.data.metrics)
+        assert not any(k.startswith(("pid", "time_", "hostname")) for k in run.data.metrics)  # not Ray's internals
+
+
+def _wandb_records(path: Path) -> list[Any]:
+    """The records of an offline W&B run file (LevelDB-style log: 32 KiB blocks of CRC'd chunks)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, records, chunk, pos = path.read_bytes(), [], b"", 7  # a 7-byte W&B header
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if length == 0 and kind == 0:  # block padding
+            pos += left
+            continue
+        chunk += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            records.append(record)
+            chunk = b""
+    return records
+
+
+def test_each_trial_is_an_offline_wandb_run_with_config_history_and_end_state(finished_sweep):
+    sweep_dir, _ = finished_sweep
+    for trial in load_sweep(str(sweep_dir)).trials:
+        files = sorted(Path(trial.trial_dir).glob(f"wandb/offline-run-*-{trial.trial_id}/run-{trial.trial_id}.wandb"))
+        assert len(files) == 1, trial.trial_id
+        records = _wandb_records(files[0])
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+        config = {item.key: json.loads(item.value_json) for item in run.config.update}
+        assert run.run_id == trial.trial_id and run.run_group == "tiny"
+        assert config["lr"] == pytest.approx(trial.params["lr"]) and config["method"] == "simsiam"
+        rows = [
+            {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in records
+            if r.WhichOneof("record_type") == "history"
+        ]
+        assert [row["epoch"] for row in rows] == [r["epoch"] for r in trial.results]
+        assert [row["val_knn_acc"] for row in rows] == pytest.approx([r["val_knn_acc"] for r in trial.results])
+        summary = {
+            item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for r in records
+            if r.WhichOneof("record_type") == "summary"
+            for item in r.summary.update
+        }
+        assert summary["end_state"] == trial.status.value
+
+
+def test_eval_adds_the_test_numbers_to_the_best_trials_mlflow_run(finished_sweep, capsys):
+    sweep_dir, _ = finished_sweep
+    best = load_sweep(str(sweep_dir)).best()
+    assert main(["eval", "--sweep", str(sweep_dir), "--log", "mlflow", "--mlflow-uri", str(_mlruns(sweep_dir))]) == 0
+    result = json.loads((Path(best.trial_dir) / "eval.json").read_text())
+    (run,) = _mlflow_runs(sweep_dir, f"tags.`ssl_tune.trial_id` = '{best.trial_id}'")
+    assert run.data.metrics["eval_test_knn_acc"] == pytest.approx(result["test_knn_acc"])
+    assert run.data.metrics["eval_probe_top1"] == pytest.approx(result["probe_top1"])
+    assert run.info.status == "FINISHED" and run.data.tags["end_state"] == best.status.value  # kept

@@ -1,0 +1,77 @@
+"""The Tune side of tracking: a callback that makes each trial of a sweep (or run of a confirm) a tracker run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.logger import LoggerCallback
+
+from ssl_tune.metrics import EPOCH, TrialStatus, finite
+from ssl_tune.tracking import RunIdentity, TrackedRun, TrackingSettings, write_record
+
+
+def tracked_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """What a tracker logs of a Tune result: the per-epoch scalars TensorBoard shows, and the final test-split
+    numbers (`eval_*`) of a confirm run."""
+    from ssl_tune.tune.recorder import scalar_items
+    from ssl_tune.tune.worker import EVAL_PREFIX
+
+    evals = {k: float(v) for k, v in result.items() if k.startswith(EVAL_PREFIX) and finite(v) is not None}
+    return scalar_items(result) | evals
+
+
+class TrialRuns(LoggerCallback):
+    """Each trial is a run, in the experiment (MLflow) / group (W&B) named after the sweep, whose whereabouts go to
+    the trial folder's tracking.json.
+
+    Its params are the sweep's `fixed` settings and the trial's sampled ones, or for `confirm` (`configs` given)
+    the config at the trial's `run` index; its metrics are `tracked_metrics` at step = epoch; `end_state` says
+    how it ended. Subclasses open the run in their tracker."""
+
+    def __init__(
+        self,
+        settings: TrackingSettings,
+        experiment: str,
+        stage: str,
+        fixed: dict[str, Any],
+        max_epochs: int,
+        configs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.settings, self.experiment, self.stage, self.fixed = settings, experiment, stage, fixed
+        self.max_epochs, self.configs = max_epochs, configs
+        self._runs: dict[Trial, TrackedRun] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: no open runs
+        return {k: v for k, v in self.__dict__.items() if k != "_runs"} | {"_runs": {}}
+
+    def open_run(self, identity: RunIdentity, params: dict[str, Any], folder: Path) -> TrackedRun:
+        raise NotImplementedError
+
+    def log_trial_start(self, trial: Trial) -> None:
+        if trial in self._runs:
+            return
+        from ssl_tune.tune.recorder import trial_dirname
+
+        params = self.configs[trial.config["run"]] if self.configs is not None else {**self.fixed, **trial.config}
+        trial.init_local_path()
+        identity = RunIdentity(self.experiment, trial_dirname(trial), trial.trial_id, self.stage)
+        run = self._runs[trial] = self.open_run(identity, params, Path(trial.local_path))
+        write_record(Path(trial.local_path), [run])
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
+        if trial not in self._runs:
+            self.log_trial_start(trial)
+        self._runs[trial].log_metrics(tracked_metrics(result), step=int(result.get(EPOCH, iteration)))
+
+    def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+        from ssl_tune.tune.recorder import trial_status
+
+        if trial not in self._runs:
+            self.log_trial_start(trial)
+        self._runs.pop(trial).end(trial_status(trial.last_result or {}, failed, self.max_epochs).value)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        for trial in list(self._runs):  # unfinished (an interrupted sweep) until a resume reopens them
+            self._runs.pop(trial).end(TrialStatus.UNFINISHED.value)

@@ -1,0 +1,91 @@
+"""`--log mlflow|wandb` on `train` and `eval`, with the real packages: a local MLflow file store and W&B in
+offline mode. The sweep and confirm trackers are tested on the sweep of tests/tune/test_sweep.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ssl_tune.cli import main
+from ssl_tune.tracking import RECORD_FILE, TrackingSettings, mlflow_tracking_uri
+from tests.helpers import REPO
+
+TINY_TRAIN = [
+    "train", "--method", "simclr", "--backbone", "resnet_tiny", "--dataset", "synthetic", "--epochs", "2",
+    "--train-subset", "256", "--test-subset", "64", "--batch-size", "64", "--image-size", "16",
+]  # fmt: skip
+
+
+@pytest.fixture
+def offline_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+@pytest.mark.slow  # trains two epochs
+def test_a_tracked_train_run_and_its_eval_are_one_mlflow_run_and_a_wandb_run(tmp_path, offline_wandb, capsys):
+    from mlflow import MlflowClient
+
+    out, mlruns = tmp_path / "run", tmp_path / "mlruns"
+    trackers = ["--log", "mlflow", "--log", "wandb", "--mlflow-uri", str(mlruns), "--experiment", "exp"]
+    assert main([*TINY_TRAIN, "--out", str(out), *trackers]) == 0
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert record["mlflow"]["uri"] == mlruns.resolve().as_uri() and record["wandb"]["group"] == "exp"
+    assert main(["eval", "--run", str(out), *trackers[:-2]]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evaluation = json.loads((out / "eval.json").read_text())
+
+    client = MlflowClient(tracking_uri=mlruns.as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert run.info.run_id == record["mlflow"]["run_id"] and run.info.run_name == "run"
+    assert run.info.status == "FINISHED" and run.data.tags["end_state"] == "completed"
+    assert run.data.params["method"] == "simclr" and run.data.params["method_params.temperature"]
+    history = client.get_metric_history(run.info.run_id, "test_knn_acc")
+    assert [(m.step, m.value) for m in history] == [(m["epoch"], pytest.approx(m["test_knn_acc"])) for m in metrics]
+    assert run.data.metrics["eval_probe_top1"] == pytest.approx(evaluation["probe_top1"])  # eval joined the run
+
+    offline = sorted((out / "wandb").glob(f"offline-run-*-{record['wandb']['id']}"))
+    assert len(offline) == 2  # the training run, and eval's resumption of it (`wandb sync` merges them)
+
+
+def _blocked(module: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """The CLI in a process where `module` cannot be imported, as if it were not installed."""
+    code = f"import sys; sys.modules[{module!r}] = None; from ssl_tune.cli import main; sys.exit(main({argv!r}))"
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
+def test_a_missing_tracker_package_is_one_line_and_exit_2_before_anything_is_written(tmp_path, tracker):
+    out = tmp_path / "run"
+    proc = _blocked(tracker, [*TINY_TRAIN, "--out", str(out), "--log", tracker])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"pip install 'ssl-tune[{tracker}]'" in proc.stderr
+    assert not out.exists()
+
+
+def test_an_unknown_tracker_is_one_line_and_exit_2(tmp_path, capsys):
+    space = str(REPO / "search_spaces" / "quickstart.yaml")
+    assert main(["sweep", "--space", space, "--storage", str(tmp_path), "--log", "neptune"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--log neptune: unknown tracker (choose from mlflow, wandb)" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_mlflow_uris_and_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert mlflow_tracking_uri(None) == (tmp_path / "mlruns").as_uri()  # the default: ./mlruns, a file store
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    assert mlflow_tracking_uri("runs/ml") == (tmp_path / "runs" / "ml").as_uri()
+    assert mlflow_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
+    assert mlflow_tracking_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    assert mlflow_tracking_uri(None) == "http://tracking:5000"
+    assert TrackingSettings(("mlflow", "mlflow")).checked().trackers == ("mlflow",)
+    assert not TrackingSettings()
