@@ -1,7 +1,9 @@
 """Barlow Twins (Zbontar et al., 2021): the views' cross-correlation matrix is pushed to the identity.
 
-Defaults follow solo-learn's scripts/pretrain/cifar/barlow.yaml: LARS, lr 0.3 at batch 256, weight
-decay 1e-4, a large 2048-2048-2048 projector, λ = 0.0051 and a loss scale of 0.1.
+Sources (solo = solo-learn's scripts/pretrain/cifar/barlow.yaml): LARS with lr 0.3 at batch 256, wd 1e-4, a
+2048-2048-2048 projector, a loss scale of 0.1 (solo); λ = 0.0051 (paper; solo's default). Views: solo's
+cifar asymmetric.yaml (BYOL's pair, saturation 0.2, solarize on the second view, no blur at 32 px), as the
+paper, which uses BYOL's augmentations.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 from ssl_tune.losses import barlow_twins
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
 from ssl_tune.models.heads import mlp
+from ssl_tune.views import AugmentConfig, ViewSpec, asymmetric_views
 
 
 class BarlowTwinsParams(MethodParams):
@@ -26,7 +29,8 @@ class BarlowTwinsParams(MethodParams):
 class BarlowTwins(Method):
     name = "barlow_twins"
     Params = BarlowTwinsParams
-    train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4, "warmup_epochs": 1}
+    train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4, "warmup_epochs": 1,
+                      "augment": {"saturation": 0.2}}  # fmt: skip
 
     def __init__(self, backbone: nn.Module, params: BarlowTwinsParams) -> None:
         super().__init__(backbone, params)
@@ -34,6 +38,9 @@ class BarlowTwins(Method):
         self.projector = mlp(
             [self.feature_dim, p.proj_hidden_dim, p.proj_hidden_dim, p.proj_output_dim], last_bias=False
         )
+
+    def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
+        return asymmetric_views(augment, image_size)
 
     def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
         z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])

@@ -103,6 +103,25 @@ class Method(nn.Module):
                 ema_update(target, online, tau)
 
 
+@torch.no_grad()
+def clip_grad_per_parameter_(params: list[nn.Parameter], max_norm: float) -> None:
+    """Scales each parameter's gradient down to an L2 norm of at most `max_norm`, one parameter at a time (DINO's
+    `clip_gradients`, not torch's global-norm clipping). Stays on the device: no host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or max_norm <= 0:
+        return
+    for group in _by_device_and_dtype(grads):
+        scale = (max_norm / (torch.stack(torch._foreach_norm(group)) + 1e-6)).clamp_(max=1.0)
+        torch._foreach_mul_(group, list(scale.unbind()))
+
+
+def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for t in tensors:
+        buckets.setdefault((t.device, t.dtype), []).append(t)
+    return list(buckets.values())
+
+
 METHODS = Registry[type[Method]]("method")
 
 

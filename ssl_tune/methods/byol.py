@@ -1,8 +1,9 @@
 """BYOL (Grill et al., 2020): an online network with a predictor regresses an EMA target's projection.
 
-Defaults follow solo-learn's scripts/pretrain/cifar/byol.yaml: LARS, lr 1.0 at batch 256, weight decay
-1e-5, a 4096-256 projector and a 4096 predictor, τ from 0.99 to 1 on a cosine (paper, eq. 2), and
-BYOL's asymmetric augmentations. The loss is the symmetrised 2 - 2·cos (paper, eq. 2-3).
+Sources (solo = solo-learn's scripts/pretrain/cifar/byol.yaml): LARS with lr 1.0 at batch 256, wd 1e-5, a
+4096-256 projector and a 4096 predictor, τ 0.99 -> 1 on a cosine (solo; paper, eq. 2). The loss is the
+symmetrised 2 - 2·cos (paper, eq. 2-3). Views: BYOL's asymmetric pair with saturation 0.2 (paper, table 6;
+solo's cifar asymmetric.yaml; lightly's BYOLTransform), without blur at 32 px as solo's CIFAR recipe.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class BYOLParams(MethodParams):
 class BYOL(Method):
     name = "byol"
     Params = BYOLParams
-    train_defaults = {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-5, "warmup_epochs": 1}
+    train_defaults = {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-5, "warmup_epochs": 1,
+                      "augment": {"saturation": 0.2}}  # fmt: skip
 
     def __init__(self, backbone: nn.Module, params: BYOLParams) -> None:
         super().__init__(backbone, params)

@@ -1,9 +1,10 @@
 """MoCo v3 (Chen, Xie & He, 2021): a query encoder with a predictor contrasts against a momentum encoder.
 
-Defaults follow solo-learn's scripts/pretrain/cifar/mocov3.yaml: LARS, lr 0.3 at batch 256, weight
-decay 1e-6, a 4096-256 projector (last BN without affine) and a 4096 predictor, τ = 0.2, momentum from
-0.99 to 1 on a cosine, asymmetric augmentations. The loss is the symmetrised `moco_v3_contrastive`
-with in-batch keys (gathered across ranks), as in the paper's pseudo-code.
+Sources (solo = solo-learn's scripts/pretrain/cifar/mocov3.yaml and solo/methods/mocov3.py): LARS with lr
+0.3 at batch 256, wd 1e-6, a 4096-256 projector (last BN without affine) and a 4096 predictor, τ 0.2,
+momentum 0.99 -> 1 on a cosine. Views: solo's cifar asymmetric.yaml (BYOL's pair, saturation 0.2, no blur
+at 32 px). The loss is the symmetrised `moco_v3_contrastive` with in-batch keys (gathered across ranks),
+as in the paper's pseudo-code.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class MoCoV3Params(MethodParams):
 class MoCoV3(Method):
     name = "mocov3"
     Params = MoCoV3Params
-    train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-6, "warmup_epochs": 1}
+    train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-6, "warmup_epochs": 1,
+                      "augment": {"saturation": 0.2}}  # fmt: skip
 
     def __init__(self, backbone: nn.Module, params: MoCoV3Params) -> None:
         super().__init__(backbone, params)

@@ -1,8 +1,10 @@
 """SimSiam (Chen & He, 2021): a predictor plus stop-gradient, no negatives and no EMA.
 
-Defaults follow solo-learn's scripts/pretrain/cifar/simsiam.yaml: SGD, lr 0.5 at batch 256 (scaled
-by batch/256), weight decay 1e-5, 2048-d projector (3 layers, BN on the output), a 512-d predictor
-bottleneck, and the predictor's lr kept fixed (paper, section 4.3).
+Sources (solo = solo-learn's scripts/pretrain/cifar/simsiam.yaml and solo/methods/simsiam.py): SGD with lr
+0.5 at batch 256 (scaled by batch/256), wd 1e-5, a 3-layer 2048-d projector whose output BN has no affine
+(solo; the official code; lightly), a 512-d predictor bottleneck, and the predictor's lr kept fixed
+(paper, section 4.3). Views: solo's cifar symmetric_weak.yaml (jitter 0.4/0.4/0.4/0.1) less its blur
+(0.5 there): lightly's CIFAR-10 benchmark disables blur at 32 px. No lr warm-up (the paper's SGD recipe).
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ class SimSiam(Method):
     def __init__(self, backbone: torch.nn.Module, params: SimSiamParams) -> None:
         super().__init__(backbone, params)
         p = params
-        self.projector = mlp([self.feature_dim, p.proj_hidden_dim, p.proj_hidden_dim, p.proj_output_dim], last_bn=True)
+        self.projector = mlp(
+            [self.feature_dim, p.proj_hidden_dim, p.proj_hidden_dim, p.proj_output_dim],
+            last_bn=True,
+            last_bn_affine=False,
+        )
         self.predictor = mlp([p.proj_output_dim, p.pred_hidden_dim, p.proj_output_dim])
 
     def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:

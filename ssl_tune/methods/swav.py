@@ -1,9 +1,12 @@
-"""SwAV (Caron et al., 2020): swapped prediction of Sinkhorn codes over learnable prototypes, multi-crop.
+"""SwAV (Caron et al., 2020): swapped prediction of Sinkhorn codes over learnable prototypes.
 
-Defaults follow solo-learn's scripts/pretrain/cifar/swav.yaml: LARS, lr 0.6 at batch 256, weight decay
-1e-6, a 2048-128 projector, 3000 prototypes, τ = 0.1, ε = 0.05 with 3 Sinkhorn iterations, prototypes
-frozen for the first 2 epochs, and a 3840-sample queue from epoch 50 (for batches much smaller than the
-number of prototypes). Multi-crop adds 2 small crops to the 2 global ones (the paper uses 6 at 224 px).
+Sources (solo = solo-learn's scripts/pretrain/cifar/swav.yaml and solo/methods/swav.py): LARS with lr 0.6 at
+batch 256, wd 1e-6, a 2048-128 projector, 3000 prototypes, τ 0.1, ε 0.05 with 3 Sinkhorn iterations,
+prototypes frozen for 2 epochs, a 3840-sample queue from epoch 50, split across ranks (solo; the official
+code likewise divides the queue by the world size). Views: two crops from 0.08 with colour strength
+0.8/0.8/0.8/0.2 (solo's cifar symmetric.yaml; the paper's s = 1). Deviation: no blur at 32 px (solo's
+recipe has 0.5; lightly's CIFAR-10 benchmark disables it for SwAV). Multi-crop is an option
+(`augment.num_local_crops`: solo's cifar-multicrop geometry at 32 px; the paper uses 6 crops at 224 px).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from ssl_tune.distributed import rank_and_size
 from ssl_tune.losses import mean_entropy, sinkhorn, swav
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, register_method
 from ssl_tune.models.heads import Prototypes, mlp
@@ -36,13 +40,8 @@ class SwAVParams(MethodParams):
 class SwAV(Method):
     name = "swav"
     Params = SwAVParams
-    train_defaults = {
-        "optimizer": "lars",
-        "lr": 0.6,
-        "weight_decay": 1e-6,
-        "warmup_epochs": 1,
-        "augment": {"num_local_crops": 2},
-    }
+    train_defaults = {"optimizer": "lars", "lr": 0.6, "weight_decay": 1e-6, "warmup_epochs": 1,
+                      "augment": {"brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2}}  # fmt: skip
 
     def __init__(self, backbone: nn.Module, params: SwAVParams) -> None:
         super().__init__(backbone, params)
@@ -50,10 +49,11 @@ class SwAV(Method):
         self.projector = mlp([self.feature_dim, p.proj_hidden_dim, p.proj_output_dim])
         self.prototypes = Prototypes(p.proj_output_dim, p.num_prototypes)
         self.prototypes.normalize_()
-        # per global crop: this rank's most recent embeddings, newest first; `queue_filled` counts valid rows
-        # (a host int, so that no step reads the device). Not buffers, so DDP does not overwrite every
-        # rank's queue with rank 0's; checkpointed as extra state.
-        self.queue = torch.zeros(2, p.queue_size, p.proj_output_dim)
+        # per global crop: this rank's most recent embeddings, newest first, queue_size / world size rows (the
+        # ranks' queues together hold queue_size); `queue_filled` counts valid rows (a host int: no step reads
+        # the device). Not buffers, so DDP does not overwrite every rank's queue with rank 0's; extra state.
+        self.queue_rows = p.queue_size // rank_and_size()[1]
+        self.queue = torch.zeros(2, self.queue_rows, p.proj_output_dim)
         self.queue_filled = 0
 
     def _apply(self, fn, recurse=True):  # .to(device) and friends move the queue too
@@ -64,8 +64,9 @@ class SwAV(Method):
         return {"queue": self.queue, "queue_filled": self.queue_filled}
 
     def set_extra_state(self, state: dict[str, torch.Tensor | int]) -> None:
-        self.queue = state["queue"].to(self.queue.device)
-        self.queue_filled = int(state["queue_filled"])
+        if state["queue"].shape == self.queue.shape:  # else another world size: the queue refills
+            self.queue = state["queue"].to(self.queue.device)
+            self.queue_filled = int(state["queue_filled"])
 
     def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
         return multi_crop(augment, image_size)
@@ -73,7 +74,7 @@ class SwAV(Method):
     def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
         z = [F.normalize(self.projector(self.backbone(v)), dim=1) for v in views]
         scores = [self.prototypes(zi) for zi in z]
-        use_queue = self.params.queue_size > 0 and progress.epoch >= self.params.epoch_queue_starts
+        use_queue = self.queue_rows > 0 and progress.epoch >= self.params.epoch_queue_starts
         codes = [self._codes(scores[i], use_queue, i) for i in range(2)]
         if use_queue:
             self._enqueue([zi.detach() for zi in z[:2]])
@@ -85,16 +86,16 @@ class SwAV(Method):
         p, batch = self.params, scores.shape[0]
         if not p.use_sinkhorn:  # ablation: plain softmax, no equal-partition constraint
             return F.softmax(scores.detach().float() / p.sk_epsilon, dim=1)
-        if use_queue and self.queue_filled >= p.queue_size:  # only a full queue (as the paper's code)
+        if use_queue and self.queue_filled >= self.queue_rows:  # only a full queue (as the paper's code)
             scores = torch.cat([self.prototypes(self.queue[crop]), scores])
         return sinkhorn(scores, p.sk_epsilon, p.sk_iters, distributed=True)[-batch:]
 
     @torch.no_grad()
     def _enqueue(self, embeddings: list[torch.Tensor]) -> None:
-        batch = embeddings[0].shape[0]
+        rows = self.queue_rows
         for crop, z in enumerate(embeddings):
-            self.queue[crop] = torch.cat([z[: self.params.queue_size], self.queue[crop]])[: self.params.queue_size]
-        self.queue_filled = min(self.queue_filled + batch, self.params.queue_size)
+            self.queue[crop] = torch.cat([z[:rows], self.queue[crop]])[:rows]
+        self.queue_filled = min(self.queue_filled + embeddings[0].shape[0], rows)
 
     def before_optimizer_step(self, progress: Progress) -> None:
         if progress.epoch < self.params.freeze_prototypes_epochs:

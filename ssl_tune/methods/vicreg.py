@@ -1,7 +1,9 @@
 """VICReg (Bardes, Ponce & LeCun, 2022): invariance, variance and covariance terms, no negatives or EMA.
 
-Defaults follow solo-learn's scripts/pretrain/cifar/vicreg.yaml: LARS, lr 0.3 at batch 256, weight
-decay 1e-4, a 2048-2048-2048 projector, and weights 25 / 25 / 1.
+Sources (solo = solo-learn's scripts/pretrain/cifar/vicreg.yaml): LARS with lr 0.3 at batch 256, wd 1e-4, a
+2048-2048-2048 projector, weights 25 / 25 / 1. Views: solo's own VICReg recipe in that file, the same for
+both views: crops from 0.2, jitter 0.4/0.4/0.2/0.1, solarize 0.1, no blur (the paper's ImageNet recipe
+is BYOL's asymmetric pair).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class VICRegParams(MethodParams):
 class VICReg(Method):
     name = "vicreg"
     Params = VICRegParams
-    train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4, "warmup_epochs": 1}
+    train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4, "warmup_epochs": 1,
+                      "augment": {"crop_min_scale": 0.2, "saturation": 0.2, "solarize_prob": 0.1}}  # fmt: skip
 
     def __init__(self, backbone: nn.Module, params: VICRegParams) -> None:
         super().__init__(backbone, params)

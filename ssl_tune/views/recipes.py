@@ -12,7 +12,16 @@ from ssl_tune.settings import Settings
 
 
 class AugmentConfig(Settings):
-    """Augmentation strengths; the SimCLR CIFAR recipe by default (solo-learn's cifar symmetric_weak)."""
+    """Augmentation strengths. The defaults are lightly's CIFAR-10 benchmark transform (SimCLR's at colour
+    strength 0.5: jitter 0.4/0.4/0.4/0.1, crops from 0.08, no blur). That is solo-learn's cifar
+    `symmetric_weak.yaml` less its blur (0.5 there): at 32 px we follow lightly ("disable blur for cifar10").
+    Methods change some of these in their `train_defaults` (e.g. saturation 0.2 for BYOL's recipe).
+
+    Multi-crop keys left at None follow the image size: at or below 64 px no local crops (solo-learn's and
+    lightly's CIFAR recipes use two crops), and when asked for, solo-learn's `cifar-multicrop` geometry
+    (18 px at 32 px, scale 0.08-0.5; globals from 0.2); above 64 px 2 local crops at 3/8 of the size, scale
+    0.05-0.14, globals from 0.14 (the SwAV and DINO papers' geometry at 224 px).
+    """
 
     crop_min_scale: float = Field(0.08, gt=0, le=1)
     crop_max_scale: float = Field(1.0, gt=0, le=1)
@@ -25,18 +34,19 @@ class AugmentConfig(Settings):
     grayscale_prob: float = Field(0.2, ge=0, le=1)
     blur_prob: float = Field(0.0, ge=0, le=1)
     solarize_prob: float = Field(0.0, ge=0, le=1)
-    # multi-crop (used by methods whose recipe is multi-crop)
-    num_local_crops: int = Field(0, ge=0, le=16)
+    # multi-crop (SwAV, DINO); None = by image size (see the class docstring)
+    num_local_crops: int | None = Field(None, ge=0, le=16)
     local_crop_size: int | None = Field(None, gt=0)
-    local_crop_min_scale: float = Field(0.05, gt=0, le=1)
-    local_crop_max_scale: float = Field(0.14, gt=0, le=1)
-    global_crop_min_scale: float = Field(0.14, gt=0, le=1)
+    local_crop_min_scale: float | None = Field(None, gt=0, le=1)
+    local_crop_max_scale: float | None = Field(None, gt=0, le=1)
+    global_crop_min_scale: float | None = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _scales_ordered(self) -> AugmentConfig:
         if self.crop_min_scale > self.crop_max_scale:
             raise ValueError("crop_min_scale must not exceed crop_max_scale")
-        if self.local_crop_min_scale > self.local_crop_max_scale:
+        local = (self.local_crop_min_scale, self.local_crop_max_scale)
+        if None not in local and local[0] > local[1]:
             raise ValueError("local_crop_min_scale must not exceed local_crop_max_scale")
         return self
 
@@ -82,28 +92,46 @@ def two_views(aug: AugmentConfig, image_size: int) -> list[ViewSpec]:
     return [_spec(aug, image_size, count=2)]
 
 
-def asymmetric_views(aug: AugmentConfig, image_size: int) -> list[ViewSpec]:
-    """BYOL's pair: view 1 always blurred, never solarized; view 2 rarely blurred, sometimes solarized.
+def asymmetric_views(aug: AugmentConfig, image_size: int, scale: tuple[float, float] | None = None) -> list[ViewSpec]:
+    """BYOL's pair: view 1 always blurred, never solarized; view 2 rarely blurred, solarized with p 0.2.
 
-    At or below 64 px blur is dropped (as in solo-learn's CIFAR recipe) unless `blur_prob` asks for it.
+    At or below 64 px blur is dropped (solo-learn's cifar `asymmetric.yaml`) unless `blur_prob` asks for it.
+    `scale` replaces the crop scale (DINO's global crops).
     """
     small = image_size <= 64
     blur1 = aug.blur_prob if small else 1.0
     blur2 = aug.blur_prob if small else 0.1
+    scale = scale or (aug.crop_min_scale, aug.crop_max_scale)
     return [
-        _spec(aug, image_size, blur_prob=blur1, solarize_prob=0.0),
-        _spec(aug, image_size, blur_prob=blur2, solarize_prob=0.2),
+        _spec(aug, image_size, scale=scale, blur_prob=blur1, solarize_prob=0.0),
+        _spec(aug, image_size, scale=scale, blur_prob=blur2, solarize_prob=0.2),
     ]
 
 
-def multi_crop(aug: AugmentConfig, image_size: int) -> list[ViewSpec]:
-    """2 global crops plus `num_local_crops` small crops (SwAV, DINO). The global views come first."""
-    local_size = aug.local_crop_size or max(8, (image_size * 3) // 8 // 4 * 4)
-    specs = [_spec(aug, image_size, scale=(aug.global_crop_min_scale, aug.crop_max_scale), count=2)]
-    if aug.num_local_crops:
-        specs.append(
-            _spec(
-                aug, local_size, scale=(aug.local_crop_min_scale, aug.local_crop_max_scale), count=aug.num_local_crops
-            )
+def multi_crop(aug: AugmentConfig, image_size: int, asymmetric: bool = False) -> list[ViewSpec]:
+    """2 global crops plus the local crops (SwAV, DINO); the global views come first. `asymmetric` makes the
+    globals BYOL's pair (DINO: blur on the first, solarize on the second).
+
+    Without local crops the globals are plain two-view crops (`crop_min_scale`), as solo-learn's CIFAR recipes.
+    """
+    small = image_size <= 64
+    n_local = aug.num_local_crops if aug.num_local_crops is not None else (0 if small else 2)
+    if n_local == 0:
+        global_scale = (aug.crop_min_scale, aug.crop_max_scale)
+    else:
+        global_min = aug.global_crop_min_scale or (0.2 if small else 0.14)
+        global_scale = (global_min, aug.crop_max_scale)
+    if asymmetric:
+        specs = asymmetric_views(aug, image_size, scale=global_scale)
+    else:
+        specs = [_spec(aug, image_size, scale=global_scale, count=2)]
+    if n_local:
+        default_size = round(image_size * 9 / 16) if small else max(8, (image_size * 3) // 8 // 4 * 4)
+        local_scale = (
+            aug.local_crop_min_scale or (0.08 if small else 0.05),
+            aug.local_crop_max_scale or (0.5 if small else 0.14),
         )
+        if local_scale[0] > local_scale[1]:
+            raise ValueError(f"local crop scale {local_scale}: the minimum exceeds the maximum")
+        specs.append(_spec(aug, aug.local_crop_size or default_size, scale=local_scale, count=n_local))
     return specs

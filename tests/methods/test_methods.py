@@ -78,9 +78,12 @@ def test_swav_without_sinkhorn_collapses_onto_few_prototypes():
 
 
 def test_dino_without_centring_collapses_onto_one_output():
-    """The paper's BN-free head (BN in the head's hidden layers centres too: with it, no collapse in 4 epochs)."""
+    """The paper's BN-free head (BN in the head's hidden layers centres too: with it, no collapse in 4 epochs), and
+    no gradient clipping: clipping slows the collapse too (measured, 4 epochs without centring: the teacher's
+    entropy falls 3.69 -> 1.12 with clip_grad 3.0, to 0.34 without; the bound is 0.2 ln 256 = 1.11)."""
     k = 256
-    params = {"num_prototypes": k, "proj_hidden_dim": 128, "proj_output_dim": 64, "base_tau": 0.99, "head_bn": False}
+    params = {"num_prototypes": k, "proj_hidden_dim": 128, "proj_output_dim": 64, "base_tau": 0.99, "head_bn": False,
+              "clip_grad": 0.0}  # fmt: skip
     healthy = _train("dino", 4, **params)
     ablated = _train("dino", 4, **params, use_centering=False)
     assert healthy[-1]["teacher_entropy"] > 0.9 * math.log(k), healthy
