@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import math
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,12 @@ def param_importances(sweep_dir: str, objective: str = SELECTION_METRIC) -> Impo
 
     PED-ANOVA (Optuna's own, no scikit-learn needed; fANOVA, Optuna's default, needs scikit-learn).
     """
-    from ssl_tune.tune.sweep import optuna_journal_path
+    from ssl_tune.tune.sweep import fetch_optuna_journal, optuna_journal_path
 
     name = _study_name(sweep_dir)
     path = optuna_journal_path(sweep_dir, name)
+    with suppress(OSError):  # a bucket sweep read on another machine than its driver: its journal's copy
+        fetch_optuna_journal(sweep_dir, name)
     if not exists(path):
         return Importances({}, f"cannot be computed: no Optuna journal at {path}")
     import optuna
