@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from ssl_tune.cli import main
-from ssl_tune.tracking import RECORD_FILE, TrackingSettings, mlflow_tracking_uri
+from ssl_tune.errors import UsageError
+from ssl_tune.tracking import RECORD_FILE, TrackingSettings, check_resumed_trackers, mlflow_tracking_uri
 from tests.helpers import REPO
 
 TINY_TRAIN = [
@@ -79,6 +80,7 @@ def test_an_unknown_tracker_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_mlflow_uris_and_folders(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # so that the opt-in below is ours
     monkeypatch.chdir(tmp_path)
     assert mlflow_tracking_uri(None) == (tmp_path / "mlruns").as_uri()  # the default: ./mlruns, a file store
     assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
@@ -89,3 +91,14 @@ def test_mlflow_uris_and_folders(tmp_path, monkeypatch):
     assert mlflow_tracking_uri(None) == "http://tracking:5000"
     assert TrackingSettings(("mlflow", "mlflow")).checked().trackers == ("mlflow",)
     assert not TrackingSettings()
+
+
+def test_a_resume_keeps_the_trackers_it_started_with():
+    started = TrackingSettings(("mlflow",), "file:///runs/mlruns").to_dict()
+    check_resumed_trackers(started, TrackingSettings(), "--resume")  # no --log: the saved trackers apply
+    check_resumed_trackers(started, TrackingSettings(("mlflow",), "file:///runs/mlruns"), "--resume")  # the same
+    for other in (TrackingSettings(("wandb",)), TrackingSettings(("mlflow",), "file:///elsewhere")):
+        with pytest.raises(UsageError, match=r"keeps the trackers it started with \(mlflow\)"):
+            check_resumed_trackers(started, other, "--resume")
+    with pytest.raises(UsageError, match=r"\(no tracker\)"):
+        check_resumed_trackers(None, TrackingSettings(("mlflow",), "file:///runs/mlruns"), "--resume")
