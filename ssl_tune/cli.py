@@ -451,6 +451,50 @@ def _run_bench_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_search(sub: argparse._SubParsersAction) -> None:
+    from ssl_tune.tools.bench_search import PRESETS, STRATEGIES
+
+    p = sub.add_parser(
+        "bench-search",
+        help="search quality: random search, TPE and TPE + ASHA against the default recipe, at equal compute",
+        description="For one method, run random search, TPE and TPE + ASHA with the same budget (epochs summed "
+        "over trials), each selecting on the validation split; confirm each best config and the default recipe "
+        "with fresh seeds on the test split; report mean +- std test kNN and linear probe, the compute, and the "
+        "Spearman correlation between ASHA's rungs and the last epoch. Resumes when run again with the same --out.",
+    )
+    p.add_argument("--method", required=True, help="the method (its <preset>/<method>.yaml space)")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="cpu (default) or gpu")
+    p.add_argument("--data-dir", help="dataset directory (the folder holding cifar-10-batches-py)")
+    p.add_argument("--out", required=True, help="the benchmark's folder: sweeps, state and report")
+    p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"default {','.join(STRATEGIES)}")
+    p.add_argument("--budget-trials", type=int, help="budget in whole trials (x the space's epochs)")
+    p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
+    p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_run_bench_search)
+
+
+def _run_bench_search(args: argparse.Namespace) -> int:
+    from ssl_tune.tools.bench_search import SearchBenchRequest, check_request, format_report, run_search_bench
+
+    request = SearchBenchRequest(
+        method=args.method,
+        out=args.out,
+        preset=args.preset,
+        data_dir=args.data_dir,
+        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+        budget_trials=args.budget_trials,
+        seeds=args.seeds,
+        overrides=tuple(args.overrides),
+        space=args.space,
+    )
+    check_request(request)
+    report = run_search_bench(request)
+    print(format_report(report), end="")
+    print(f"wrote {Path(args.out) / 'search_quality.md'} and search_quality.json")
+    return 0
+
+
 def _command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
     """A command with subcommands of its own, e.g. `ssl-tune cluster check`."""
     group = sub.add_parser(name, help=help)
@@ -554,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_bench(sub)
     _add_bench_sweep(sub)
+    _add_bench_search(sub)
     return parser
 
 

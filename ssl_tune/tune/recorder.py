@@ -99,17 +99,33 @@ class TrialRecorder(LoggerCallback):
         writer.flush()
         self._last[trial] = result
 
+    def _end_record(self, trial: Trial, failed: bool) -> dict[str, Any]:
+        # a resumed trial whose run was already complete reports nothing new: fall back on Tune's last result
+        last = self._last.pop(trial, None) or trial.last_result or {}
+        status = trial_status(last, failed, self.max_epochs)
+        return {STATUS: status.value, **self._times.pop(trial, {}), "ended": time.time()}
+
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
         writer = self._writers.pop(trial, None)
         if writer is None:  # ended before its first result
             writer = SummaryWriter(trial.local_path)
-        # a resumed trial whose run was already complete reports nothing new: fall back on Tune's last result
-        last = self._last.pop(trial, None) or trial.last_result or {}
-        status = trial_status(last, failed, self.max_epochs)
-        writer.file_writer.add_summary(session_end(status))
+        record = self._end_record(trial, failed)
+        writer.file_writer.add_summary(session_end(TrialStatus(record[STATUS])))
         writer.close()
-        record = {STATUS: status.value, **self._times.pop(trial, {}), "ended": time.time()}
         atomic_write(Path(trial.local_path) / END_FILE, lambda f: f.write(json.dumps(record).encode()))
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        """Trials Tune stopped with the experiment without telling their end (a sweep's `budget_epochs` stops the
+        running trials). The driver's staging folder is synced before this, so their end goes straight to the
+        storage. An interrupted sweep leaves its trials unterminated, to be resumed."""
+        for trial in trials:
+            if trial in self._writers and trial.status == Trial.TERMINATED:
+                self._writers.pop(trial).close()
+                record = self._end_record(trial, failed=False)
+                fs = trial.storage.storage_filesystem
+                with fs.open_output_stream(f"{trial.path}/{END_FILE}") as f:
+                    f.write(json.dumps(record).encode())
+        super().on_experiment_end(trials, **info)
 
 
 def trial_status(last_result: dict[str, Any], errored: bool, max_epochs: int) -> TrialStatus:

@@ -96,6 +96,11 @@ class SweepRecord:
         """The sweep's name: its folder's (<storage>/<name>)."""
         return self.sweep_dir.rstrip("/").rsplit("/", 1)[-1]
 
+    @property
+    def trained_epochs(self) -> int:
+        """The epochs its trials trained, summed (epoch 0 not counted): the compute `sweep.budget_epochs` caps."""
+        return sum(t.epochs_run for t in self.trials)
+
     def finished(self) -> list[TrialRecord]:
         """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
         return [t for t in self.trials if t.status.finished_normally and t.best_value is not None]

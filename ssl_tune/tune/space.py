@@ -8,7 +8,8 @@ A file has four sections:
     if_data_dir:  keys applied when the sweep is given --data-dir (e.g. switch synthetic -> cifar10)
     points_to_evaluate: parameter values to try first (e.g. a paper's recipe); unnamed ones are sampled
     asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs)
-    sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures
+    sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures,
+                  searcher (tpe|random), early_stopping (asha|none), budget_epochs, try_default, ...
 
 A distribution is `{type: loguniform|uniform|int|categorical, low, high, step, log, choices}`.
 """
@@ -123,6 +124,19 @@ class SweepSettings(Settings):
         True,
         description="a single-worker trial trains in Tune's trial process, which later trials reuse (imports, data "
         "and epoch 0 kept); false: every trial starts a Ray Train worker group, as multi-worker trials do",
+    )
+    searcher: Literal["tpe", "random"] = Field(
+        "tpe", description="Optuna's sampler: TPE (its first `tpe_startup_trials` are random) or random search"
+    )
+    tpe_startup_trials: int = Field(10, ge=0, le=100_000, description="TPE's random trials first (Optuna: 10)")
+    early_stopping: Literal["asha", "none"] = Field(
+        "asha", description="asha: stop trials behind at the rungs (the `asha` section); none: run every trial out"
+    )
+    budget_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="stop the sweep, running trials included, once its trials have trained this many epochs in "
+        "all (epoch 0 not counted); num_samples still caps the trials",
     )
 
 

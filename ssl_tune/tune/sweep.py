@@ -30,7 +30,7 @@ from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_te
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
 from ssl_tune.tune.local_cluster import mark_session, remove_orphaned_clusters
 from ssl_tune.tune.results import SESSIONS_FILE, SWEEP_FILE, TrialRecord, load_sweep
-from ssl_tune.tune.space import DefineByRun, SearchSpace, check_space, load_space, nest
+from ssl_tune.tune.space import DefineByRun, SearchSpace, SweepSettings, check_space, load_space, nest
 
 DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
 OPTUNA_FILE = "optuna.journal"
@@ -160,7 +160,9 @@ def run_sweep(request: SweepRequest) -> SweepResult:
             slots, _ = concurrency(space, ray.cluster_resources())
             _record_session(sweep_dir, started, slots)
             sync_optuna_journal(sweep_dir, prepared.name)  # the final copy, past the searcher's throttle
-    if results.num_terminated + results.num_errors < space.sweep.num_samples:
+    budget = space.sweep.budget_epochs
+    spent_budget = budget is not None and load_sweep(sweep_dir).trained_epochs >= budget
+    if results.num_terminated + results.num_errors < space.sweep.num_samples and not spent_budget:
         raise Interrupted(
             f"sweep stopped with {results.num_terminated} of {space.sweep.num_samples} trials done; resume with: "
             f"ssl-tune sweep --storage {Path(sweep_dir).parent if not is_uri(sweep_dir) else request.storage} "
@@ -258,8 +260,10 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
     import ray
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.schedulers import FIFOScheduler
 
     from ssl_tune.tracking import tune_callbacks
+    from ssl_tune.tune.budget import EpochBudget
     from ssl_tune.tune.progress import TrialEvents
     from ssl_tune.tune.recorder import TrialRecorder, trial_dirname
     from ssl_tune.tune.scheduler import ASHA_STATE_FILE, ResumableASHA
@@ -297,7 +301,7 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         space=DefineByRun(space),
         metric=s.metric,
         mode=SELECTION_MODE,
-        seed=s.seed,
+        sampler=optuna_sampler(s),
         study_name=prepared.name,
         storage=_optuna_storage(sweep_dir, prepared.name),
         points_to_evaluate=space.initial_points(prepared.data_dir) or None,
@@ -305,24 +309,28 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         journal=optuna_journal_path(sweep_dir, prepared.name),
         journal_copy=join(sweep_dir, OPTUNA_FILE) if is_uri(sweep_dir) else None,
     )
-    scheduler = ResumableASHA(
-        join(sweep_dir, ASHA_STATE_FILE),  # its rungs, read back on --resume
-        time_attr="epoch",
-        metric=s.metric,
-        mode=SELECTION_MODE,
-        max_t=max_epochs,
-        grace_period=min(space.asha.grace_period, max_epochs),
-        reduction_factor=space.asha.reduction_factor,
-    )
+    scheduler = FIFOScheduler()  # early_stopping: none
+    if s.early_stopping == "asha":
+        scheduler = ResumableASHA(
+            join(sweep_dir, ASHA_STATE_FILE),  # its rungs, read back on --resume
+            time_attr="epoch",
+            metric=s.metric,
+            mode=SELECTION_MODE,
+            max_t=max_epochs,
+            grace_period=min(space.asha.grace_period, max_epochs),
+            reduction_factor=space.asha.reduction_factor,
+        )
+    rungs = scheduler.rung_epochs() if isinstance(scheduler, ResumableASHA) else []
     callbacks = [TrialRecorder(max_epochs), JsonLoggerCallback(), CSVLoggerCallback()]
     callbacks += tune_callbacks(request.tracking, prepared.name, "sweep", space.fixed, max_epochs)
     if not request.verbose:  # one line per trial event instead of Ray's status tables
-        callbacks.append(TrialEvents(s.metric or VAL_KNN, scheduler.rung_epochs(), max_epochs, s.num_samples))
+        callbacks.append(TrialEvents(s.metric or VAL_KNN, rungs, max_epochs, s.num_samples))
     run_config = tune.RunConfig(  # Tuner.restore reads it back from the sweep on --resume
         verbose=None if request.verbose else 0,
         name=prepared.name,
         storage_path=str(Path(sweep_dir).parent) if not is_uri(sweep_dir) else sweep_dir.rsplit("/", 1)[0],
         callbacks=callbacks,
+        stop=EpochBudget(s.budget_epochs, sweep_dir) if s.budget_epochs else None,
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
         checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=False)),
     )
@@ -339,6 +347,17 @@ def _tuner(prepared: PreparedSweep, request: SweepRequest, local: bool):
         ),
         run_config=run_config,
     )
+
+
+def optuna_sampler(settings: SweepSettings):
+    """The sweep's Optuna sampler, seeded: TPE, or random search (`sweep.searcher`). TPE's first
+    `tpe_startup_trials` draw from a RandomSampler with the same seed, so with the same seed both strategies
+    start from the same points."""
+    import optuna
+
+    if settings.searcher == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
 
 
 def optuna_journal_path(sweep_dir: str, name: str) -> str:
