@@ -471,6 +471,8 @@ def _add_bench_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
     p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     p.set_defaults(handler=_run_bench_search)
 
 
@@ -487,6 +489,8 @@ def _run_bench_search(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         overrides=tuple(args.overrides),
         space=args.space,
+        address=args.address,
+        verbose=args.verbose,
     )
     check_request(request)
     report = run_search_bench(request)

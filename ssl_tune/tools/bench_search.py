@@ -23,6 +23,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ class SearchBenchRequest:
     seeds: int | None = None  # default: the preset's
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE over the space's fixed settings
     space: str | None = None  # default: <preset's folder>/<method>.yaml
+    address: str | None = None  # a Ray cluster (default: a local one)
+    verbose: bool = False
 
 
 @dataclass
@@ -136,7 +139,8 @@ def check_request(request: SearchBenchRequest) -> SearchSpace:
 
 
 def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
-    import ssl_tune
+    """Run (or resume) the benchmark into `request.out`; returns the report it wrote there."""
+    from ssl_tune.tune.sweep import ray_cluster
 
     space = check_request(request)
     preset = PRESETS[request.preset]
@@ -144,7 +148,7 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
-    asked = asdict(request) | {"out": None}
+    asked = asdict(request) | {"out": None, "address": None, "verbose": None}  # where and how loud may change
     if state.get("request", asked) != asked:
         raise UsageError(f"{out} holds a benchmark of other settings ({state_path}): use another --out")
     state["request"] = asked
@@ -153,12 +157,36 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
         write_text(str(state_path), json.dumps(state, indent=1))
 
     fixed = parse_set([*preset.overrides, *request.overrides])
-    base = build_config(space.base_layer(request.data_dir), fixed)
-    max_epochs = space.asha.max_epochs or base.epochs
+    max_epochs = _max_epochs(space, request, fixed)
     trials = request.budget_trials or preset.budget_trials
-    budget = trials * max_epochs
     seeds = request.seeds or preset.seeds
     started = time.time()
+    with ray_cluster(request.address, request.verbose):  # one cluster for every sweep and confirm
+        rows = _run_strategies(request, space, preset, state, save, fixed, trials, seeds)
+    sweeps = [load_sweep(str(out / "sweeps" / f"{request.method}-{n}")) for n in request.strategies]
+    report = SearchBenchReport(
+        request.method, request.preset, trials * max_epochs, max_epochs, seeds, rows,
+        rung_correlation(sweeps, space, max_epochs), time.time() - started,
+    )  # fmt: skip
+    write_text(str(out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
+    write_text(str(out / f"{REPORT}.md"), format_report(report))
+    return report
+
+
+def _run_strategies(
+    request: SearchBenchRequest,
+    space: SearchSpace,
+    preset: Preset,
+    state: dict[str, Any],
+    save: Callable[[], None],
+    fixed: dict[str, Any],
+    trials: int,
+    seeds: int,
+) -> list[StrategyResult]:
+    import ssl_tune
+
+    out = Path(request.out)
+    max_epochs = _max_epochs(space, request, fixed)
     rows: list[StrategyResult] = []
     confirmed: dict[str, StrategyResult] = {}  # params yaml -> the row that confirmed it
     for i, name in enumerate(request.strategies):
@@ -202,14 +230,11 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
                 rows.insert(0, default)
         confirmed.setdefault(_params_key(best.params), row)
         rows.append(row)
-    sweeps = [load_sweep(str(out / "sweeps" / f"{request.method}-{n}")) for n in request.strategies]
-    report = SearchBenchReport(
-        request.method, request.preset, budget, max_epochs, seeds, rows,
-        rung_correlation(sweeps, space, max_epochs), time.time() - started,
-    )  # fmt: skip
-    write_text(str(out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
-    write_text(str(out / f"{REPORT}.md"), format_report(report))
-    return report
+    return rows
+
+
+def _max_epochs(space: SearchSpace, request: SearchBenchRequest, fixed: dict[str, Any]) -> int:
+    return space.asha.max_epochs or build_config(space.base_layer(request.data_dir), fixed).epochs
 
 
 def _sweep_settings(strategy: Strategy, space: SearchSpace, trials: int, max_epochs: int) -> dict[str, Any]:

@@ -179,6 +179,9 @@ def _record_session(sweep_dir: str, started: float, slots: int) -> None:
     write_text(path, json.dumps(sessions))
 
 
+_cluster_is_local: bool | None = None  # set while a ray_cluster is open in this process
+
+
 @contextmanager
 def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
     """Connect to the cluster at `address` (or $RAY_ADDRESS), or start a local one; yields whether it is local.
@@ -188,6 +191,10 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
     """
     import ray
 
+    global _cluster_is_local
+    if _cluster_is_local is not None:  # inside another ray_cluster (bench-search runs its sweeps in one cluster)
+        yield _cluster_is_local
+        return
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours writes TensorBoard
     # Ray's status tables only with --verbose: its newer reporter prints a config box even at verbose=0
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
@@ -217,8 +224,10 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
         mark_session(context.address_info["session_dir"])
     try:
         _require_state_api(ray.get_runtime_context().gcs_address)
+        _cluster_is_local = local
         yield local
     finally:
+        _cluster_is_local = None
         ray.shutdown()
 
 
