@@ -60,9 +60,9 @@ def test_pack_then_read_gives_identical_pixels_and_labels(packed, cifar_subset, 
 def test_packing_prints_a_line_at_the_start_and_end_of_each_split(cifar_subset, tmp_path, capsys):
     write_dataset(cifar_subset, str(tmp_path / "out"), source="cifar10", shard_size=SHARD)  # stderr: no terminal
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"packing train split: {TRAIN} images in 3 shards ..."
+    assert lines[0] == f"packing train split: {TRAIN} images in shards of up to 64 MiB or {SHARD} images ..."
     assert re.fullmatch(rf"packing train split: {TRAIN} images in \d+\.\d s", lines[1]), lines
-    assert lines[2] == f"packing test split: {TEST} images in 1 shard ..."
+    assert lines[2] == f"packing test split: {TEST} images in shards of up to 64 MiB or {SHARD} images ..."
     assert re.fullmatch(rf"packing test split: {TEST} images in \d+\.\d s", lines[3]), lines
     assert len(lines) == 4
 
