@@ -559,7 +559,7 @@ def _run_data_pack(args: argparse.Namespace) -> int:
     counts = {split: (sum(s.rows for s in shards), len(shards)) for split, shards in manifest.splits.items()}
     encoding = manifest.to_json()["encoding"]
     line = f"packed {args.source} ({manifest.image_size}px, {encoding}): {counts['train'][0]} train images in "
-    line += f"{counts['train'][1]} shards"
+    line += f"{counts['train'][1]} shard{'s' if counts['train'][1] != 1 else ''}"
     line += f", {counts['test'][0]} test images in {counts['test'][1]}" if manifest.labeled else " (unlabeled)"
     if args.skip_corrupt:
         line += f", skipped {skipped} corrupt file{'s' if skipped != 1 else ''}"

@@ -295,7 +295,10 @@ def _write(
     try:
         splits, encodings, skipped = {}, {}, 0
         for split in SPLITS:
-            split_rows, total = rows.get(split, ((), 0))
+            if split not in rows:  # an unlabeled set has no test split
+                splits[split] = ()
+                continue
+            split_rows, total = rows[split]
             with stage(f"packing {split} split", total, detail=limits.describe()) as advance:
                 shards, kinds, n = _write_split(fs, root, split, split_rows, limits, advance)
             splits[split], skipped = shards, skipped + n
