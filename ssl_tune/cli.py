@@ -536,7 +536,7 @@ def _run_data_pack(args: argparse.Namespace) -> int:
         raise UsageError("--skip-corrupt applies to --source imagefolder (other sources are checked as they load)")
     fs, root = resolve_location(args.out)
     require_empty_output(args.out, force=args.force, hint=REPLACE_HINT)  # before the (slow) read of the source
-    limits = {"shard_mb": args.shard_mb, "shard_size": args.shard_size, "force": args.force, "filesystem": fs}
+    common = {"shard_mb": args.shard_mb, "shard_size": args.shard_size, "force": args.force, "filesystem": fs}
     skipped = 0
     if args.source == "imagefolder":  # file by file: JPEG bytes kept, never the whole folder in memory
         if not args.data_dir:
@@ -544,7 +544,7 @@ def _run_data_pack(args: argparse.Namespace) -> int:
         folder = Path(args.data_dir).expanduser()
         listing = list_folder(folder, train_subset=args.train_subset, test_subset=args.test_subset)
         size = args.image_size or DEFAULT_SIZE
-        result = write_folder(listing, root, image_size=size, skip_corrupt=args.skip_corrupt, **limits)
+        result = write_folder(listing, root, image_size=size, skip_corrupt=args.skip_corrupt, **common)
         manifest, skipped = result.manifest, result.skipped
     else:
         data = load_data(
@@ -555,7 +555,7 @@ def _run_data_pack(args: argparse.Namespace) -> int:
             train_subset=args.train_subset,
             test_subset=args.test_subset,
         )
-        manifest = write_dataset(data, root, source=args.source, **limits)
+        manifest = write_dataset(data, root, source=args.source, **common)
     counts = {split: (sum(s.rows for s in shards), len(shards)) for split, shards in manifest.splits.items()}
     encoding = manifest.to_json()["encoding"]
     line = f"packed {args.source} ({manifest.image_size}px, {encoding}): {counts['train'][0]} train images in "

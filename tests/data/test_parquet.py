@@ -140,6 +140,7 @@ def test_bad_input_is_refused(packed, tmp_path, capsys):
         load_data("parquet")
 
 
+@pytest.mark.slow
 def test_a_training_run_reads_a_shard_dir(packed, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--method", "simsiam", "--backbone", "resnet_tiny", "--dataset", "parquet"]
