@@ -540,24 +540,36 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     pack = commands.add_parser(
         "pack",
         help="write a dataset as Parquet shards to a directory or bucket",
-        description="Write a dataset (both splits) as Parquet shards of PNG-encoded images, labels and indices, "
-        "to a directory or a URI (s3://, gs://, abfs://). Train on it with --dataset parquet --data-dir OUT.",
+        description="Write a dataset (both splits; an unlabeled folder: its images, label -1) as Parquet shards "
+        "of images, labels and indices, to a directory or a URI (s3://, gs://, abfs://): JPEG files as their own "
+        "bytes, any other image as PNG. Train on it with --dataset parquet --data-dir OUT.",
     )
     pack.add_argument("--source", required=True, help="the dataset to pack: cifar10, cifar100, imagefolder, ...")
     pack.add_argument("--data-dir", help="where the source dataset lives")
     pack.add_argument("--out", required=True, help="a directory or URI for the shards")
-    pack.add_argument("--shard-size", type=int, default=5000, help="images per shard (default 5000)")
-    pack.add_argument("--image-size", type=int, help="resize target for imagefolder (default 96)")
+    pack.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MiB (default 64)")
+    pack.add_argument("--shard-size", type=int, help="also at most N images per shard")
+    pack.add_argument("--image-size", type=int, help="imagefolder: the size images are decoded to (default 96)")
     pack.add_argument("--train-subset", type=int, help="pack only the first N training images")
     pack.add_argument("--test-subset", type=int, help="pack only the first N test images")
+    pack.add_argument("--skip-corrupt", action="store_true", help="imagefolder: leave out files that do not decode")
     pack.add_argument("--download", action="store_true", help="download the source dataset if missing")
     pack.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out")
     pack.set_defaults(handler=_run_data_pack)
+    check = commands.add_parser(
+        "check",
+        help="check a packed dataset: every shard's schema and rows, every image decoded",
+        description="Check every shard that dataset.json lists (present, schema, row count, indices) and decode "
+        "every image. Prints a summary line and exits 0, or prints each corrupt row and exits 2.",
+    )
+    check.add_argument("location", help="a directory or URI made by `ssl-tune data pack`")
+    check.set_defaults(handler=_run_data_check)
 
 
 def _run_data_pack(args: argparse.Namespace) -> int:
     from ssl_tune.data import DATASETS, load_data
-    from ssl_tune.data.parquet import REPLACE_HINT, resolve_location, write_dataset
+    from ssl_tune.data.imagefolder import DEFAULT_SIZE, list_folder
+    from ssl_tune.data.parquet import REPLACE_HINT, ShardLimits, resolve_location, write_dataset, write_folder
     from ssl_tune.storage import require_empty_output
 
     sources = [name for name in DATASETS if name != "parquet"]
@@ -567,24 +579,54 @@ def _run_data_pack(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive, not {value}")
+    ShardLimits(args.shard_mb, args.shard_size)  # checks them
+    if args.skip_corrupt and args.source != "imagefolder":
+        raise UsageError("--skip-corrupt applies to --source imagefolder (other sources are checked as they load)")
     fs, root = resolve_location(args.out)
     require_empty_output(args.out, force=args.force, hint=REPLACE_HINT)  # before the (slow) read of the source
-    data = load_data(
-        args.source,
-        args.data_dir,
-        download=args.download,
-        image_size=args.image_size,
-        train_subset=args.train_subset,
-        test_subset=args.test_subset,
-    )
-    manifest = write_dataset(
-        data, root, source=args.source, shard_size=args.shard_size, force=args.force, filesystem=fs
-    )
+    common = {"shard_mb": args.shard_mb, "shard_size": args.shard_size, "force": args.force, "filesystem": fs}
+    skipped = 0
+    if args.source == "imagefolder":  # file by file: JPEG bytes kept, never the whole folder in memory
+        if not args.data_dir:
+            raise UsageError("dataset 'imagefolder' needs --data-dir")
+        folder = Path(args.data_dir).expanduser()
+        listing = list_folder(folder, train_subset=args.train_subset, test_subset=args.test_subset)
+        size = args.image_size or DEFAULT_SIZE
+        result = write_folder(listing, root, image_size=size, skip_corrupt=args.skip_corrupt, **common)
+        manifest, skipped = result.manifest, result.skipped
+    else:
+        data = load_data(
+            args.source,
+            args.data_dir,
+            download=args.download,
+            image_size=args.image_size,
+            train_subset=args.train_subset,
+            test_subset=args.test_subset,
+        )
+        manifest = write_dataset(data, root, source=args.source, **common)
     counts = {split: (sum(s.rows for s in shards), len(shards)) for split, shards in manifest.splits.items()}
-    print(
-        f"packed {args.source} ({manifest.image_size}px): {counts['train'][0]} train images in {counts['train'][1]} "
-        f"shards, {counts['test'][0]} test images in {counts['test'][1]} -> {args.out}"
-    )
+    encoding = manifest.to_json()["encoding"]
+    line = f"packed {args.source} ({manifest.image_size}px, {encoding}): {counts['train'][0]} train images in "
+    line += f"{counts['train'][1]} shard{'s' if counts['train'][1] != 1 else ''}"
+    line += f", {counts['test'][0]} test images in {counts['test'][1]}" if manifest.labeled else " (unlabeled)"
+    if args.skip_corrupt:
+        line += f", skipped {skipped} corrupt file{'s' if skipped != 1 else ''}"
+    print(f"{line} -> {args.out}")
+    return 0
+
+
+def _run_data_check(args: argparse.Namespace) -> int:
+    from ssl_tune.data.parquet import check_dataset
+
+    report = check_dataset(args.location)
+    for bad in report.bad:
+        print(f"corrupt: {bad}")
+    if report.bad:
+        raise UsageError(
+            f"{args.location}: {len(report.bad)} corrupt image{'s' if len(report.bad) != 1 else ''}, the first: "
+            f"{report.bad[0]} (training with skip_corrupt: true leaves them out)"
+        )
+    print(f"ok: {report.summary(args.location)}")
     return 0
 
 

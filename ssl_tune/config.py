@@ -38,6 +38,7 @@ class TrainConfig(Settings):
     image_size: int | None = Field(None, gt=0, le=1024, description="resize target (imagefolder, synthetic)")
     train_subset: int | None = Field(None, gt=0)
     test_subset: int | None = Field(None, gt=0)
+    skip_corrupt: bool = Field(False, description="parquet: leave out (and count) images that do not decode")
 
     epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
     batch_size: int = Field(256, gt=0, le=MAX_BATCH, description="global batch, split across workers")
@@ -148,6 +149,7 @@ def load_run_data(cfg: TrainConfig) -> ImageData:
         train_subset=cfg.train_subset,
         test_subset=cfg.test_subset,
         with_test=cfg.monitor == "test",
+        skip_corrupt=cfg.skip_corrupt,
     )
 
 

@@ -94,6 +94,7 @@ class DataRequest:
     location: str | None = None
     shard: tuple[int, int] | None = None
     with_test: bool = True  # False: a loader must not read the test split at all
+    skip_corrupt: bool = False  # a loader that decodes stored images leaves out (and counts) those that fail
 
 
 Loader = Callable[[DataRequest], ImageData]
@@ -121,13 +122,15 @@ def load_data(
     test_subset: int | None = None,
     shard: tuple[int, int] | None = None,
     with_test: bool = True,
+    skip_corrupt: bool = False,
 ) -> ImageData:
     """Load a registered dataset, check it, and take the requested subsets. Raises UsageError.
 
     With `with_test=False` the test split is not read at all (its files are not even opened).
 
     With `shard=(rank, world_size)` a sharded loader returns only this rank's part of the (subset) train
-    split, and the whole test split.
+    split, and the whole test split. With `skip_corrupt`, a loader of stored images (parquet) leaves out the
+    images that do not decode, and says how many, instead of stopping at the first.
     """
     loader = DATASETS.get(name)
     if shard is not None:
@@ -145,6 +148,7 @@ def load_data(
         location=str(data_dir) if data_dir else None,
         shard=shard,
         with_test=with_test,
+        skip_corrupt=skip_corrupt,
     )
     # a sharded loader takes train_subset itself, from the global order, before it keeps this rank's part
     return loader(request).subset(None if shard else train_subset, test_subset)

@@ -3,11 +3,15 @@
 - Labeled: `DIR/train/<class>/*.jpg` and `DIR/val/<class>/*.jpg` (or `test/`), as torchvision's ImageFolder.
 - Unlabeled: any other tree, e.g. a flat folder of images, or `train/` without a `val/` beside it. Every
   image under DIR is a training image; there are no labels and no test split, so a sweep selects on RankMe.
+
+`list_folder` gives the files and labels in the loader's fixed order; `ssl-tune data pack` packs from it
+without decoding the whole folder into memory.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,15 +24,37 @@ from ssl_tune.errors import UsageError
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 DEFAULT_SIZE = 96
+UNLABELED = -1  # the label of every image of an unlabeled folder
+
+Sample = tuple[str, int]  # (path, label)
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """An image folder's files in the loader's fixed order; `test` is None when not asked for or unlabeled."""
+
+    train: list[Sample]
+    test: list[Sample] | None
+    num_classes: int  # 0: unlabeled
+
+    @property
+    def labeled(self) -> bool:
+        return self.num_classes > 0
+
+
+def fit_image(img: Image.Image, size: int) -> torch.Tensor:
+    """An open image as uint8 (3, size, size): RGB, shorter side resized to `size`, centre-cropped."""
+    x = v2.functional.pil_to_tensor(img.convert("RGB"))
+    if tuple(x.shape[1:]) != (size, size):
+        x = v2.functional.center_crop(v2.functional.resize(x, [size], antialias=True), [size])
+    return x
 
 
 def _read_images(paths: list[str], size: int) -> torch.Tensor:
-    resize = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
-
     def read(path: str) -> torch.Tensor:
         try:
             with Image.open(path) as img:
-                return resize(img.convert("RGB"))
+                return fit_image(img, size)
         except (OSError, ValueError) as err:
             raise UsageError(f"cannot read image {path}: {err}") from None
 
@@ -36,11 +62,10 @@ def _read_images(paths: list[str], size: int) -> torch.Tensor:
         return torch.stack(list(pool.map(read, paths)))
 
 
-def _read_split(folder: datasets.ImageFolder, size: int, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _ordered(samples: list[Sample], limit: int | None) -> list[Sample]:
     # a fixed shuffled order, so that the first N images cover every class
-    order = torch.randperm(len(folder.samples), generator=torch.Generator().manual_seed(0)).tolist()
-    samples = [folder.samples[i] for i in order][:limit]
-    return _read_images([p for p, _ in samples], size), torch.tensor([t for _, t in samples], dtype=torch.int64)
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
+    return [samples[i] for i in order][:limit]
 
 
 def _image_files(root: Path) -> list[str]:
@@ -48,35 +73,48 @@ def _image_files(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in datasets.folder.IMG_EXTENSIONS)
 
 
-def _unlabeled(root: Path, size: int, limit: int | None) -> ImageData:
-    paths = _image_files(root)
-    if not paths:
-        raise UsageError(f"no images in {root} (looked for {', '.join(datasets.folder.IMG_EXTENSIONS)})")
-    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(0)).tolist()
-    images = _read_images([paths[i] for i in order][:limit], size)
-    mean, std = IMAGENET_STATS
-    return ImageData(images, None, None, None, 0, mean, std)
+def list_folder(
+    root: Path, *, train_subset: int | None = None, test_subset: int | None = None, with_test: bool = True
+) -> FolderListing:
+    """The images of a labeled or unlabeled folder (see the module docstring), the first N of each split."""
+    if not root.is_dir():
+        raise UsageError(f"--data-dir {root} is not a directory")
+    test_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    if not (root / "train").is_dir() or test_dir is None:
+        paths = _image_files(root)
+        if not paths:
+            raise UsageError(f"no images in {root} (looked for {', '.join(datasets.folder.IMG_EXTENSIONS)})")
+        return FolderListing(_ordered([(p, UNLABELED) for p in paths], train_subset), None, 0)
+    try:
+        train = datasets.ImageFolder(str(root / "train"))
+        test = datasets.ImageFolder(str(test_dir)) if with_test else None
+    except (FileNotFoundError, OSError) as err:
+        raise UsageError(f"cannot read ImageFolder tree in {root}: {err}") from err
+    if test is not None and train.classes != test.classes:
+        raise UsageError(f"{root}: train and {test_dir.name} have different class folders")
+    return FolderListing(
+        _ordered(train.samples, train_subset),
+        None if test is None else _ordered(test.samples, test_subset),
+        len(train.classes),
+    )
+
+
+def _read_split(samples: list[Sample], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _read_images([p for p, _ in samples], size), torch.tensor([t for _, t in samples], dtype=torch.int64)
 
 
 @register_dataset("imagefolder")
 def imagefolder(request: DataRequest) -> ImageData:
     root = require_dir(request, "imagefolder")
-    if not root.is_dir():
-        raise UsageError(f"--data-dir {root} is not a directory")
     size = request.image_size or DEFAULT_SIZE
-    test_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
-    if not (root / "train").is_dir() or test_dir is None:
-        return _unlabeled(root, size, request.train_subset)
-    try:
-        train = datasets.ImageFolder(str(root / "train"))
-        test = datasets.ImageFolder(str(test_dir)) if request.with_test else None
-    except (FileNotFoundError, OSError) as err:
-        raise UsageError(f"cannot read ImageFolder tree in {root}: {err}") from err
-    if test is not None and train.classes != test.classes:
-        raise UsageError(f"{root}: train and {test_dir.name} have different class folders")
-    train_x, train_y = _read_split(train, size, request.train_subset)
-    test_x = test_y = None
-    if test is not None:
-        test_x, test_y = _read_split(test, size, request.test_subset)
+    listing = list_folder(
+        root, train_subset=request.train_subset, test_subset=request.test_subset, with_test=request.with_test
+    )
     mean, std = IMAGENET_STATS
-    return ImageData(train_x, train_y, test_x, test_y, len(train.classes), mean, std)
+    if not listing.labeled:
+        return ImageData(_read_images([p for p, _ in listing.train], size), None, None, None, 0, mean, std)
+    train_x, train_y = _read_split(listing.train, size)
+    test_x = test_y = None
+    if listing.test is not None:
+        test_x, test_y = _read_split(listing.test, size)
+    return ImageData(train_x, train_y, test_x, test_y, listing.num_classes, mean, std)

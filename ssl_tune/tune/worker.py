@@ -133,7 +133,8 @@ DATA_CACHE_SIZE = 2  # datasets kept per process (a sweep over one dataset needs
 
 
 def _data_key(cfg: TrainConfig) -> tuple:
-    return (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.train_subset, cfg.test_subset, cfg.monitor == "test")
+    data = (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.train_subset, cfg.test_subset)
+    return (*data, cfg.monitor == "test", cfg.skip_corrupt)
 
 
 def cached_run_data(cfg: TrainConfig) -> ImageData:

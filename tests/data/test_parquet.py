@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -60,9 +61,9 @@ def test_pack_then_read_gives_identical_pixels_and_labels(packed, cifar_subset, 
 def test_packing_prints_a_line_at_the_start_and_end_of_each_split(cifar_subset, tmp_path, capsys):
     write_dataset(cifar_subset, str(tmp_path / "out"), source="cifar10", shard_size=SHARD)  # stderr: no terminal
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"packing train split: {TRAIN} images in 3 shards ..."
+    assert lines[0] == f"packing train split: {TRAIN} images in shards of up to 64 MiB or {SHARD} images ..."
     assert re.fullmatch(rf"packing train split: {TRAIN} images in \d+\.\d s", lines[1]), lines
-    assert lines[2] == f"packing test split: {TEST} images in 1 shard ..."
+    assert lines[2] == f"packing test split: {TEST} images in shards of up to 64 MiB or {SHARD} images ..."
     assert re.fullmatch(rf"packing test split: {TEST} images in \d+\.\d s", lines[3]), lines
     assert len(lines) == 4
 
@@ -139,6 +140,7 @@ def test_bad_input_is_refused(packed, tmp_path, capsys):
         load_data("parquet")
 
 
+@pytest.mark.slow
 def test_a_training_run_reads_a_shard_dir(packed, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--method", "simsiam", "--backbone", "resnet_tiny", "--dataset", "parquet"]
@@ -149,3 +151,37 @@ def test_a_training_run_reads_a_shard_dir(packed, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
     assert rows[1]["loss"] is not None and 0.0 < rows[1]["test_knn_acc"] <= 1.0
+
+
+def test_shards_are_cut_by_size_within_one_image(cifar_subset, tmp_path):
+    out, target_mb = tmp_path / "by-size", 0.1
+    write_dataset(cifar_subset, str(out), source="cifar10", shard_mb=target_mb)
+    target = target_mb * (1 << 20)
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert manifest["version"] == 1 and manifest["encodings"] == {"train": "png", "test": "png"}  # old readers read it
+    for split, total in (("train", TRAIN), ("test", TEST)):
+        shards = [pq.read_table(out / s["path"]) for s in manifest["splits"][split]]
+        assert [len(t) for t in shards] == [s["rows"] for s in manifest["splits"][split]]
+        assert sum(len(t) for t in shards) == total and len(shards) > 2
+        payload = [sum(len(b) for b in t.column("image").to_pylist()) for t in shards]
+        for i, size in enumerate(payload):
+            assert size <= target  # never past the target ...
+            if i + 1 < len(shards):  # ... and closed only when the next image would not fit
+                assert size + len(shards[i + 1].column("image")[0].as_py()) > target
+        files = [(out / s["path"]).stat().st_size for s in manifest["splits"][split]]
+        for size, rows, on_disk in zip(payload, (len(t) for t in shards), files, strict=True):
+            assert size < on_disk <= size + 16 * rows + 4096, "the file is its images and little else"
+    assert_same(load_data("parquet", str(out)), cifar_subset)
+
+
+def test_a_version_1_set_still_reads_and_a_newer_one_is_refused(packed, cifar_subset, tmp_path):
+    old = tmp_path / "v1"
+    shutil.copytree(packed, old)
+    raw = json.loads((old / "dataset.json").read_text())
+    del raw["encodings"]  # as version 1 wrote it
+    (old / "dataset.json").write_text(json.dumps(raw))
+    assert_same(load_data("parquet", str(old)), cifar_subset)
+    raw["version"] = 3
+    (old / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(UsageError, match=r"format version 3 \(this ssl-tune reads 1, 2\)"):
+        load_data("parquet", str(old))
