@@ -24,6 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,8 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
-    asked = asdict(request) | {"out": None, "address": None, "verbose": None}  # where and how loud may change
+    # as state.json holds it (tuples as lists); where it runs and how loud may change
+    asked = json.loads(json.dumps(asdict(request) | {"out": None, "address": None, "verbose": None}))
     if state.get("request", asked) != asked:
         raise UsageError(f"{out} holds a benchmark of other settings ({state_path}): use another --out")
     state["request"] = asked
@@ -161,8 +163,15 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
     trials = request.budget_trials or preset.budget_trials
     seeds = request.seeds or preset.seeds
     started = time.time()
-    with ray_cluster(request.address, request.verbose):  # one cluster for every sweep and confirm
-        rows = _run_strategies(request, space, preset, state, save, fixed, trials, seeds)
+    with ExitStack() as stack:  # one Ray cluster for every sweep and confirm, started when one is needed
+        opened: list[bool] = []
+
+        def cluster() -> None:
+            if not opened:
+                stack.enter_context(ray_cluster(request.address, request.verbose))
+                opened.append(True)
+
+        rows = _run_strategies(request, space, preset, state, save, cluster, fixed, trials, seeds)
     sweeps = [load_sweep(str(out / "sweeps" / f"{request.method}-{n}")) for n in request.strategies]
     report = SearchBenchReport(
         request.method, request.preset, trials * max_epochs, max_epochs, seeds, rows,
@@ -179,6 +188,7 @@ def _run_strategies(
     preset: Preset,
     state: dict[str, Any],
     save: Callable[[], None],
+    cluster: Callable[[], None],
     fixed: dict[str, Any],
     trials: int,
     seeds: int,
@@ -195,6 +205,7 @@ def _run_strategies(
         sweep_dir = out / "sweeps" / sweep_name
         key = f"sweep:{name}"
         if key not in state:
+            cluster()
             t0 = time.time()
             ssl_tune.sweep(
                 request.space or Path(preset.spaces) / f"{request.method}.yaml",
@@ -219,6 +230,7 @@ def _run_strategies(
             row.test_knn, row.probe_top1, row.confirm_epochs = same.test_knn, same.probe_top1, same.confirm_epochs
         else:
             if key not in state:
+                cluster()
                 t0 = time.time()
                 result = ssl_tune.confirm(sweep_dir, top=1, seeds=seeds, with_default=with_default)
                 state[key] = {"wall_s": time.time() - t0, "rows": result.rows}
@@ -357,11 +369,8 @@ def format_report(report: SearchBenchReport) -> str:
         trials = str(r.trials) if r is not default else "-"
         epochs = str(r.search_epochs) if r is not default else "0"
         lines.append(f"| {r.label} | {trials} | {epochs} | {val} | {knn} | {gain} | {_mean_std(r.probe_top1)} |")
-    lines += [
-        "",
-        "ASHA's premise: Spearman between a rung's validation kNN and the last epoch's (trials run to the end)",
-        "",
-    ]
+    lines += ["", "ASHA's premise: Spearman between a rung's validation kNN and the last epoch's, over the trials"]
+    lines += ["that the strategies without early stopping ran to the end:", ""]
     lines += ["| rung epoch | trials | Spearman |", "|---|---|---|"]
     for c in report.rung_correlation:
         rho = "-" if c["spearman"] is None else f"{c['spearman']:.2f}"

@@ -1,0 +1,176 @@
+"""`ssl-tune bench-search`: the rank correlation, the equal budgets, the report, and the benchmark end to end in a
+tiny setting on real CIFAR-10 images."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ssl_tune.cli import main
+from ssl_tune.tools.bench_search import (
+    STRATEGIES,
+    SearchBenchReport,
+    SearchBenchRequest,
+    StrategyResult,
+    _sweep_settings,
+    asha_rungs,
+    format_report,
+    run_search_bench,
+    rung_correlation,
+    spearman,
+)
+from ssl_tune.tune.budget import EpochBudget
+from ssl_tune.tune.results import SweepRecord, TrialRecord, load_sweep
+from ssl_tune.tune.space import SearchSpace
+from tests.helpers import TINY_FIXED
+
+
+def test_spearman_ranks_with_ties():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties take their average rank: ranks (1.5, 1.5, 3, 4) against (1, 2, 3, 4) -> Pearson of the ranks
+    assert spearman([5, 5, 7, 9], [1, 2, 3, 4]) == pytest.approx(0.9486833, abs=1e-6)
+    assert math.isnan(spearman([1, 2], [2, 1]))  # too few pairs
+    assert math.isnan(spearman([3, 3, 3], [1, 2, 3]))  # a constant has no ranking
+
+
+def _space(**sections) -> SearchSpace:
+    return SearchSpace.model_validate({"fixed": dict(TINY_FIXED), **sections})
+
+
+def test_asha_rungs_lie_below_the_last_epoch():
+    assert asha_rungs(_space(asha={"grace_period": 2, "reduction_factor": 2}), 8) == [2, 4]
+    assert asha_rungs(_space(asha={"grace_period": 1, "reduction_factor": 3}), 10) == [1, 3, 9]
+    assert asha_rungs(_space(asha={"grace_period": 4, "reduction_factor": 2}), 4) == []
+
+
+def test_every_strategy_gets_the_same_budget():
+    space = _space(asha={"grace_period": 2, "reduction_factor": 2})
+    for name, strategy in STRATEGIES.items():
+        settings = _sweep_settings(strategy, space, trials=6, max_epochs=8)
+        assert settings["budget_epochs"] == 48, name
+        assert settings["searcher"] == strategy.searcher and settings["early_stopping"] == strategy.early_stopping
+        # without early stopping the budget is exactly the trials; with ASHA enough trials to spend it at the grace
+        expected = 6 if strategy.early_stopping == "none" else 24
+        assert settings["num_samples"] == expected, name
+
+
+def _trial(trial_id: str, values: list[float]) -> TrialRecord:
+    rows = [{"epoch": e, "val_knn_acc": v} for e, v in enumerate(values)]
+    return TrialRecord(trial_id, f"/x/trial-{trial_id}", {}, results=rows)
+
+
+def test_rung_correlation_uses_only_trials_run_to_the_end_without_early_stopping():
+    full = _space(asha={"grace_period": 1, "reduction_factor": 2}, sweep={"early_stopping": "none"})
+    asha = _space(asha={"grace_period": 1, "reduction_factor": 2})
+    # epoch 1 ranks the trials as epoch 4 does; epoch 2 ranks them in reverse
+    trials = [
+        _trial("a", [0.1, 0.20, 0.40, 0.5, 0.30]),
+        _trial("b", [0.1, 0.30, 0.30, 0.5, 0.40]),
+        _trial("c", [0.1, 0.40, 0.20, 0.5, 0.50]),
+        _trial("short", [0.1, 0.90, 0.10]),  # stopped at epoch 2: not run to the end, left out
+    ]
+    records = [
+        SweepRecord("/x/full", full, None, trials),
+        # ASHA's own survivors would bias the measure: its sweep is left out
+        SweepRecord("/x/asha", asha, None, [_trial("d", [0.1, 0.9, 0.9, 0.9, 0.1])]),
+    ]
+    rungs = rung_correlation(records, asha, max_epochs=4)
+    assert [r["epoch"] for r in rungs] == [1, 2]
+    assert rungs[0] == {"epoch": 1, "trials": 3, "spearman": pytest.approx(1.0)}
+    assert rungs[1] == {"epoch": 2, "trials": 3, "spearman": pytest.approx(-1.0)}
+
+
+def _report(default_knn: list[float], asha_knn: list[float], random_knn: list[float]) -> SearchBenchReport:
+    rows = [
+        StrategyResult("default", "(a) default recipe", test_knn=default_knn, probe_top1=[0.3, 0.3]),
+        StrategyResult("random", "(b) random search", 6, 48, 0.31, test_knn=random_knn, probe_top1=[0.3, 0.3]),
+        StrategyResult("tpe_asha", "(d) TPE + ASHA", 20, 48, 0.33, test_knn=asha_knn, probe_top1=[0.3, 0.3]),
+    ]
+    return SearchBenchReport("simsiam", "cpu", 48, 8, 2, rows, [{"epoch": 2, "trials": 6, "spearman": 0.5}], 60.0)
+
+
+def test_report_checks_the_targets_against_the_default_and_random_search():
+    met = format_report(_report([0.25, 0.27], [0.29, 0.30], [0.29, 0.29]))
+    assert "| (d) TPE + ASHA | 20 | 48 | 33.00 % | 29.50 ± 0.71 % | +3.50 points |" in met
+    assert "target (d) >= (a) + 3 points: +3.50 points -> met" in met
+    assert "target (d) not below (b): +0.50 points -> met" in met
+    assert "| 2 | 6 | 0.50 |" in met
+    missed = format_report(_report([0.25, 0.27], [0.27, 0.28], [0.29, 0.29]))
+    assert "-> missed" in missed.split("target (d) >= (a)")[1].splitlines()[0]
+    assert "target (d) not below (b): -1.50 points -> missed" in missed
+
+
+def test_bad_requests_exit_2_with_one_line(tmp_path, capsys, cifar_dir):
+    cases = [
+        ["--method", "nope"],
+        ["--method", "simsiam", "--strategies", "random,grid"],
+        ["--method", "simsiam", "--budget-trials", "0"],
+        ["--method", "simsiam", "--set", "epochs"],
+    ]
+    for extra in cases:
+        assert main(["bench-search", "--out", str(tmp_path / "out"), "--data-dir", str(cifar_dir), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+TINY_SETS = (
+    "train_subset=384",
+    "val_size=128",
+    "test_subset=256",
+    "image_size=16",
+    "epochs=1",
+    "batch_size=64",
+    "method_params.proj_hidden_dim=64",
+    "method_params.proj_output_dim=64",
+    "method_params.pred_hidden_dim=16",
+)
+
+
+@pytest.mark.slow
+def test_benchmark_end_to_end_at_equal_budgets(tmp_path, cifar_dir):
+    """2 strategies x 2 trials x 1 epoch on real CIFAR-10 images, 1 confirm seed: the table is written, and the
+    budgets are equal within one trial."""
+    request = SearchBenchRequest(
+        method="simsiam",
+        out=str(tmp_path / "bench"),
+        data_dir=str(cifar_dir),
+        strategies=("random", "tpe_asha"),
+        budget_trials=2,
+        seeds=1,
+        overrides=TINY_SETS,
+    )
+    report = run_search_bench(request)
+    rows = {r.name: r for r in report.rows}
+    assert list(rows) == ["default", "random", "tpe_asha"]
+    assert report.budget_epochs == 2 and report.max_epochs == 1
+    for name in ("random", "tpe_asha"):
+        sweep = load_sweep(str(tmp_path / "bench" / "sweeps" / f"simsiam-{name}"))
+        assert rows[name].search_epochs == sweep.trained_epochs
+        assert abs(sweep.trained_epochs - report.budget_epochs) <= report.max_epochs, name
+        # the selected trial is the sweep's best on validation, and its confirm ran on the test split
+        assert rows[name].best_val == sweep.best().best_value
+        assert len(rows[name].test_knn) == 1 and 0.0 < rows[name].test_knn[0] <= 1.0
+        assert sweep.space.sweep.searcher == STRATEGIES[name].searcher
+        # a restored budget counts the epochs already in the sweep's files
+        assert EpochBudget(report.budget_epochs, sweep.sweep_dir).spent == sweep.trained_epochs
+    assert len(rows["default"].test_knn) == 1
+    table = (tmp_path / "bench" / "search_quality.md").read_text()
+    assert "| (a) default recipe |" in table and "| (d) TPE + ASHA | 2 | 2 |" in table
+    saved = json.loads((tmp_path / "bench" / "search_quality.json").read_text())
+    assert [r["name"] for r in saved["rows"]] == ["default", "random", "tpe_asha"]
+
+    # run again: every stage is kept (no new trial, no Ray cluster), and the same report comes back
+    trial_dirs = sorted(p.name for p in (tmp_path / "bench" / "sweeps").glob("*/trial-*"))
+    again = run_search_bench(request)
+    assert [r.test_knn for r in again.rows] == [r.test_knn for r in report.rows]
+    assert sorted(p.name for p in (tmp_path / "bench" / "sweeps").glob("*/trial-*")) == trial_dirs
+    # other settings in the same folder are refused
+    other = SearchBenchRequest(**{**request.__dict__, "seeds": 2})
+    with pytest.raises(Exception, match="other settings"):
+        run_search_bench(other)
+    assert Path(request.out).is_dir()
