@@ -385,6 +385,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=1, help="alternate the two pipelines R times, report medians")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--streamed",
+        action="store_true",
+        help="parquet data: the decode rate of the streamed shards, and training img/s streamed vs in memory",
+    )
     p.add_argument("--json", type=Path, help="write the results as JSON to this file")
     p.set_defaults(handler=_run_bench)
 
@@ -395,12 +400,20 @@ def _run_bench(args: argparse.Namespace) -> int:
     from ssl_tune.tools.bench import BenchRequest, check_request, format_report, run_bench, write_json
 
     names = [f.name for f in fields(BenchRequest) if f.name != "overrides"]
+    if args.streamed and args.packed:
+        raise UsageError("--streamed and --packed measure different things: pass one")
     request = BenchRequest(**{k: getattr(args, k) for k in names}, overrides=tuple(args.overrides))
     cfg = check_request(request)
     if args.json is not None and not args.json.parent.is_dir():
         raise UsageError(f"--json {args.json}: directory {args.json.parent} does not exist")
-    result = run_bench(request, cfg)
-    print(format_report(result))
+    if args.streamed:
+        from ssl_tune.tools.bench import format_stream_report, run_stream_bench
+
+        result = run_stream_bench(request, cfg)
+        print(format_stream_report(result))
+    else:
+        result = run_bench(request, cfg)
+        print(format_report(result))
     if args.json is not None:
         write_json(result, args.json)
         print(f"wrote {args.json}")

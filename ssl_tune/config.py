@@ -56,10 +56,21 @@ class TrainConfig(Settings):
     channels_last: bool = True
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    data_placement: Literal["auto", "resident", "streamed"] = Field(
-        "auto", description="resident: uint8 images copied to the device once; streamed: copied per batch"
+    data_placement: Literal["auto", "resident", "streamed", "streamed_shards"] = Field(
+        "auto",
+        description="resident: uint8 images copied to the device once; streamed: copied per batch from host "
+        "memory; streamed_shards: decoded from the parquet shards through Ray Data, never whole in memory",
     )
     device_data_limit_gb: float = Field(4.0, gt=0, le=1e4, description="auto: stream datasets larger than this")
+    host_data_limit_gb: float = Field(
+        32.0, gt=0, le=1e6, description="auto: stream a parquet train split from its shards above this decoded size"
+    )
+    stream_eval_subset: int = Field(
+        5000, gt=0, le=1_000_000, description="streamed_shards: the first N train images, decoded once for kNN/RankMe"
+    )
+    stream_shuffle_window: int = Field(
+        2048, ge=0, le=1_000_000, description="streamed_shards: each rank's local shuffle buffer (rows; 0 = off)"
+    )
     seed: int = Field(0, ge=0, lt=2**31)
 
     monitor: Literal["val", "test"] = Field(
@@ -116,6 +127,8 @@ class TrainConfig(Settings):
     def _check(self) -> TrainConfig:
         if self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        if self.data_placement == "streamed_shards" and self.dataset != "parquet":
+            raise ValueError(f"data_placement streamed_shards needs dataset 'parquet' (not '{self.dataset}')")
         try:
             params = get_method(self.method).Params.model_validate(self.method_params)
         except ValidationError as err:

@@ -25,6 +25,7 @@ from ssl_tune.config import TrainConfig, check_batch_size
 from ssl_tune.data import ImageData
 from ssl_tune.data.placement import place_images
 from ssl_tune.data.splits import validation_split
+from ssl_tune.data.streaming import STREAMED_SHARDS, ShardBatches, ShardPlan
 from ssl_tune.distributed import Distributed
 from ssl_tune.engine.collapse import effective_rank, embedding_std
 from ssl_tune.engine.knn import extract_features, knn_accuracy
@@ -93,12 +94,16 @@ class TrainingRun:
         *,
         dist: Distributed | None = None,
         wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+        stream: ShardPlan | None = None,
+        stream_shard: Any = None,
     ) -> None:
+        """`stream`: train from streamed shards (`ssl_tune.data.streaming`); `data` is then the eval subset
+        decoded once, and `stream_shard` this rank's Ray Train dataset shard (None: one process reads it all)."""
         self.cfg = cfg
         self.dist = dist or Distributed.current()
         self.device = device or resolve_device(cfg.device)
         train_images, train_labels, monitor = monitored_split(cfg, data)
-        n_train = len(train_images)
+        n_train = len(train_images) if stream is None else stream.num_train
         check_batch_size(cfg.batch_size, n_train, self.dist.world_size)
         if cfg.knn_bank_subset is not None and cfg.knn_bank_subset > n_train:
             bank = cfg.knn_bank_subset
@@ -107,7 +112,20 @@ class TrainingRun:
         self.local_batch = cfg.batch_size // self.dist.world_size
         self.steps_per_epoch = n_train // cfg.batch_size
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.train_source = place_images(train_images, self.device, cfg.data_placement, cfg.device_data_limit_gb)
+        if stream is None:
+            self.train_source = place_images(train_images, self.device, cfg.data_placement, cfg.device_data_limit_gb)
+            self.eval_images = self.train_source.images  # the bank and RankMe read the first of them
+        else:
+            self.train_source = ShardBatches(
+                stream,
+                seed=cfg.seed,
+                device=self.device,
+                rank=self.dist.rank,
+                local_batch=self.local_batch,
+                steps=self.steps_per_epoch,
+                shard=stream_shard,
+            )
+            self.eval_images = train_images  # the eval subset less its validation queries, in host memory
         self.placement = self.train_source.placement
         # the kNN's bank (the first knn_bank_subset train images) and queries; resident queries on the device,
         # streamed ones copied per chunk
@@ -210,8 +228,8 @@ class TrainingRun:
         RankMe beside the kNN costs one SVD (0.2 to 0.3 s for 10,000 x 512 features on the 2-core CPU)."""
         backbone, prepare = self.method.backbone, self._plain_on_device
         n_bank = len(self.bank_labels) if self.knn_metric in names else 0
-        n_rank = min(self.cfg.rankme_images, self.num_train) if RANKME in names else 0
-        images = self.train_source.images[: max(n_bank, n_rank)]
+        n_rank = min(self.cfg.rankme_images, len(self.eval_images)) if RANKME in names else 0
+        images = self.eval_images[: max(n_bank, n_rank)]
         raw = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
         values = {}
         if n_rank:
@@ -289,12 +307,15 @@ class TrainingRun:
             raise RuntimeError("call initial_metrics() or load_state_dict() before train_epoch()")
         epoch = self.epoch + 1
         self.model.train()
-        order = self._epoch_order(epoch)
+        if self.placement == STREAMED_SHARDS:
+            source = self.train_source.epoch_batches(epoch)
+        else:
+            source = self.train_source.batches(self._epoch_order(epoch))
         gen = torch.Generator(device=self.device).manual_seed(epoch_seed(self.cfg.seed, epoch, self.dist.rank))
         sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, embedding std
         extras: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
-        for i, images in enumerate(self.train_source.batches(order)):
+        for i, images in enumerate(source):
             step = (epoch - 1) * self.steps_per_epoch + i
             progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
             out = self.train_step(self.views(images, gen), progress)

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from ssl_tune.config import TrainConfig, load_run_data
+from ssl_tune.data.streaming import eval_subset, shard_plan, streams_shards
 from ssl_tune.engine.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.engine.runlog import SCALARS, TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
@@ -74,8 +75,9 @@ def train(
     With `tracking`, the run is also a run in MLflow / W&B (experiment `experiment`, run name `out`'s), its
     whereabouts kept in out/tracking.json, so that a resume continues it and `eval` adds to it."""
     check_out_dir(out, resume=resume, force=force)
-    data = load_run_data(cfg)
-    run = TrainingRun(cfg, data)
+    stream = shard_plan(cfg) if streams_shards(cfg) else None  # Ray Data, on a local cluster it starts
+    data = load_run_data(cfg) if stream is None else eval_subset(cfg, stream)
+    run = TrainingRun(cfg, data, stream=stream)
     state = load_checkpoint(out / CHECKPOINT) if resume else None
 
     if force and out.is_dir() and not resume:

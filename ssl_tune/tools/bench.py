@@ -510,5 +510,98 @@ def _floats(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
 
-def write_json(result: BenchResult, path: str | Path) -> None:
+def write_json(result: BenchResult | StreamBenchResult, path: str | Path) -> None:
     Path(path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+# --- streamed shards against in-memory data ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamBenchResult:
+    """`ssl-tune bench --streamed`: the same parquet data trained from memory and streamed from its shards."""
+
+    dataset: str
+    image_size: int
+    batch_size: int
+    steps: int
+    ray_cpus: float
+    decode_img_s: float  # Ray Data read + decode + resize alone, no training, after the first batch
+    decode_img_s_per_cpu: float
+    streamed_img_s: float  # training steps fed by the stream
+    in_memory_img_s: float  # the same steps from the decoded split in host memory
+    in_memory_placement: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timed_steps(run: TrainingRun, batches: Iterator[torch.Tensor], steps: int, warmup: int) -> float:
+    """images/s of `steps` training steps on `batches`, after `warmup` untimed ones."""
+    run.model.train()
+    gen = torch.Generator(device=run.device).manual_seed(0)
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(run.device)
+            start = time.perf_counter()
+        run.train_step(run.views(next(batches), gen), Progress(0, step, warmup + steps, warmup + steps))
+    _sync(run.device)
+    return steps * run.cfg.batch_size / (time.perf_counter() - start)
+
+
+def run_stream_bench(req: BenchRequest, cfg: TrainConfig) -> StreamBenchResult:
+    """Decode rate of the stream, then training img/s streamed and in memory, on the same `parquet` data."""
+    import ray
+
+    from ssl_tune.data.streaming import STREAMED_SHARDS, eval_subset, shard_plan
+
+    if cfg.dataset != "parquet":
+        raise UsageError(f"--streamed needs --dataset parquet (not '{cfg.dataset}')")
+    device = resolve_device(cfg.device)
+    streamed_cfg = cfg.model_copy(update={"data_placement": STREAMED_SHARDS})
+    plan = shard_plan(streamed_cfg)
+    run = TrainingRun(streamed_cfg, eval_subset(streamed_cfg, plan), device, stream=plan)
+    cpus = float(ray.cluster_resources().get("CPU", 0)) if ray.is_initialized() else float(os.cpu_count() or 1)
+
+    count, start = 0, 0.0
+    for i, images in enumerate(run.train_source.epoch_batches(1)):  # decode only: one whole epoch
+        if i == 0:
+            start = time.perf_counter()  # past Ray Data's start-up
+        else:
+            count += len(images)
+    decode = count / (time.perf_counter() - start)
+    cpus = float(ray.cluster_resources().get("CPU", cpus))
+    stream_batches = run.train_source.epoch_batches(2)
+    streamed = _timed_steps(run, stream_batches, req.steps, req.warmup)
+    stream_batches.close()
+    del run
+
+    memory_cfg = cfg.model_copy(update={"data_placement": "auto", "host_data_limit_gb": 1e6})
+    memory_run = TrainingRun(memory_cfg, load_run_data(memory_cfg), device)
+    in_memory = _timed_steps(memory_run, _device_batches(memory_run, req.seed), req.steps, req.warmup)
+    return StreamBenchResult(
+        cfg.dataset,
+        plan.image_size,
+        cfg.batch_size,
+        req.steps,
+        cpus,
+        decode,
+        decode / cpus,
+        streamed,
+        in_memory,
+        memory_run.placement,
+    )
+
+
+def format_stream_report(r: StreamBenchResult) -> str:
+    return "\n".join(
+        [
+            f"{r.dataset} at {r.image_size} px, batch {r.batch_size}, {r.steps} timed steps",
+            f"{'decode only (Ray Data, ' + f'{r.ray_cpus:g} CPUs)':<44}{r.decode_img_s:>10.1f} img/s"
+            f"  ({r.decode_img_s_per_cpu:.1f} per CPU)",
+            f"{'train, streamed shards':<44}{r.streamed_img_s:>10.1f} img/s",
+            f"{'train, in memory (' + r.in_memory_placement + ')':<44}{r.in_memory_img_s:>10.1f} img/s",
+            f"{'ratio streamed / in memory':<44}{r.streamed_img_s / r.in_memory_img_s:>10.2f}x",
+        ]
+    )

@@ -119,14 +119,19 @@ def _check_data(space: SearchSpace, data_dir: str | None) -> SearchSpace:
     """Load the train split once (presence, md5; never the test split), check every batch size the space can
     draw, and settle the metric: val_knn_acc on labeled data, rankme on unlabeled. Returns the settled space."""
     from ssl_tune.config import check_batch_size, load_run_data
+    from ssl_tune.data.streaming import shard_plan, streams_shards
     from ssl_tune.engine.run import monitored_split
 
     base = space.train_config({"method": space.method_choices()[0]}, data_dir)
-    data = load_run_data(base)
-    metric = space.sweep.metric or (VAL_KNN if data.labeled else RANKME)
-    if metric == VAL_KNN and not data.labeled:
+    if streams_shards(base):  # the manifest and the eval subset's labels only, not the split
+        stream = shard_plan(base)
+        labeled, n_train = bool(stream.held_out) or _manifest_labeled(base), stream.num_train
+    else:
+        data = load_run_data(base)
+        labeled, n_train = data.labeled, len(monitored_split(base, data)[0])
+    metric = space.sweep.metric or (VAL_KNN if labeled else RANKME)
+    if metric == VAL_KNN and not labeled:
         raise UsageError(f"dataset '{base.dataset}' has no labels, so it has no kNN accuracy: use --metric rankme")
-    n_train = len(monitored_split(base, data)[0])
     workers = space.sweep.workers_per_trial
     sizes = {base.batch_size}
     dist = space.params.get("batch_size")
@@ -135,6 +140,13 @@ def _check_data(space: SearchSpace, data_dir: str | None) -> SearchSpace:
     for size in sorted(sizes):
         check_batch_size(int(size), n_train, workers)
     return space.model_copy(update={"sweep": space.sweep.model_copy(update={"metric": metric})})
+
+
+def _manifest_labeled(cfg: Any) -> bool:
+    from ssl_tune.data.parquet import read_manifest, resolve_location
+
+    fs, root = resolve_location(cfg.data_dir)
+    return read_manifest(fs, root, cfg.data_dir).num_classes > 0
 
 
 # --- running ---------------------------------------------------------------------------------------

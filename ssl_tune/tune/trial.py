@@ -10,6 +10,7 @@ import ray.train
 import ray.tune
 
 from ssl_tune.config import TrainConfig
+from ssl_tune.data.streaming import build_dataset, shard_plan, streams_shards
 from ssl_tune.metrics import SELECTION_METRIC, SELECTION_MODE
 from ssl_tune.storage import join
 from ssl_tune.tune.space import SearchSpace
@@ -81,9 +82,15 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = ray.tune.get_context().get_trial_id()
+    loop_config = {"config": cfg.to_yaml_dict(), "threads": plan.cpus_per_worker, "final_eval": final_eval}
+    datasets = {}
+    if streams_shards(cfg):  # each rank reads its get_dataset_shard("train") of one decoded stream
+        loop_config["stream"] = stream = shard_plan(cfg)
+        datasets["train"] = build_dataset(stream, cfg.seed)
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"config": cfg.to_yaml_dict(), "threads": plan.cpus_per_worker, "final_eval": final_eval},
+        train_loop_config=loop_config,
+        datasets=datasets or None,
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.workers_per_trial,
             use_gpu=plan.gpus_per_trial > 0,

@@ -27,6 +27,7 @@ from torch import nn
 
 from ssl_tune.config import TrainConfig, load_run_data
 from ssl_tune.data import ImageData
+from ssl_tune.data.streaming import ShardPlan, eval_subset, shard_plan, streams_shards
 from ssl_tune.distributed import Distributed
 from ssl_tune.engine.checkpoint import TRIAL_CHECKPOINT as STATE_FILE
 from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -52,12 +53,13 @@ def tune_trial_loop(cfg: TrainConfig, threads: float, use_gpu: bool, final_eval:
     torch.set_num_threads(max(1, int(threads)))
     device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
     session = Session(ray.tune.report, ray.tune.get_checkpoint)
-    run_epochs(cfg, session, Distributed(0, 1), device, None, final_eval)
+    stream = shard_plan(cfg) if streams_shards(cfg) else None  # iterated here, without a TorchTrainer
+    run_epochs(cfg, session, Distributed(0, 1), device, None, final_eval, stream=stream)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """`train_loop_per_worker` for TorchTrainer (multi-worker trials). `loop_config` = {"config": TrainConfig
-    dict, "threads": n, "final_eval": bool}."""
+    dict, "threads": n, "final_eval": bool, "stream": ShardPlan or None (the trainer's "train" dataset)}."""
     import ray.train
     import ray.train.torch
 
@@ -67,7 +69,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     dist = Distributed(context.get_world_rank(), context.get_world_size())
     device = ray.train.torch.get_device()
     session = Session(ray.train.report, ray.train.get_checkpoint)
-    run_epochs(cfg, session, dist, device, _ddp(dist, device), bool(loop_config.get("final_eval")))
+    stream = loop_config.get("stream")
+    shard = ray.train.get_dataset_shard("train") if stream is not None else None
+    final_eval = bool(loop_config.get("final_eval"))
+    run_epochs(cfg, session, dist, device, _ddp(dist, device), final_eval, stream=stream, stream_shard=shard)
 
 
 def run_epochs(
@@ -77,16 +82,22 @@ def run_epochs(
     device: torch.device,
     wrap_model: Callable[[nn.Module], nn.Module] | None,
     final_eval: bool,
+    *,
+    stream: ShardPlan | None = None,
+    stream_shard: Any = None,
 ) -> None:
     """Restore the last checkpoint or report epoch 0, then report every epoch until the run is done. Epoch 0's
-    report also says where the trial's start-up went (`startup_*`, seconds; see `StartupTimes`)."""
+    report also says where the trial's start-up went (`startup_*`, seconds; see `StartupTimes`).
+
+    With `stream`, the train split streams from its shards and only the eval subset is loaded here (a
+    checkpoint is per epoch, so a trial killed mid-epoch resumes at its last complete one)."""
     global _TRIALS_IN_PROCESS
     _TRIALS_IN_PROCESS += 1
     times = StartupTimes(process_s=_process_age_s() if _TRIALS_IN_PROCESS == 1 else 0.0)
     start = time.perf_counter()
-    data = cached_run_data(cfg)
+    data = cached_run_data(cfg, stream)
     times.data_s = time.perf_counter() - start
-    run = TrainingRun(cfg, data, device, dist=dist, wrap_model=wrap_model)
+    run = TrainingRun(cfg, data, device, dist=dist, wrap_model=wrap_model, stream=stream, stream_shard=stream_shard)
     times.build_s = time.perf_counter() - start - times.data_s
     checkpoint = session.get_checkpoint()
     if checkpoint is not None:  # a restarted trial, or a resumed sweep
@@ -133,18 +144,20 @@ DATA_CACHE_SIZE = 2  # datasets kept per process (a sweep over one dataset needs
 
 
 def _data_key(cfg: TrainConfig) -> tuple:
-    data = (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.train_subset, cfg.test_subset)
-    return (*data, cfg.monitor == "test", cfg.skip_corrupt)
+    streaming = (cfg.data_placement, cfg.host_data_limit_gb, cfg.stream_eval_subset)  # whether it streams, and what
+    sizes = (cfg.image_size, cfg.train_subset, cfg.test_subset)
+    return (cfg.dataset, cfg.data_dir, *sizes, cfg.monitor == "test", cfg.skip_corrupt, *streaming)
 
 
-def cached_run_data(cfg: TrainConfig) -> ImageData:
-    """`load_run_data`, kept per process: a reused trial process loads its dataset once, not once per trial.
-    The tensors are shared, never written (TrainingRun copies what it places on the device or indexes)."""
-    key = _data_key(cfg)
+def cached_run_data(cfg: TrainConfig, stream: ShardPlan | None = None) -> ImageData:
+    """`load_run_data` (or, streaming, the eval subset alone), kept per process: a reused trial process loads
+    its dataset once, not once per trial. The tensors are shared, never written (TrainingRun copies what it
+    places on the device or indexes)."""
+    key = (*_data_key(cfg), stream)
     if key in _DATA:
         _DATA.move_to_end(key)
         return _DATA[key]
-    data = load_run_data(cfg)
+    data = load_run_data(cfg) if stream is None else eval_subset(cfg, stream)
     _DATA[key] = data
     while len(_DATA) > DATA_CACHE_SIZE:
         _DATA.popitem(last=False)
