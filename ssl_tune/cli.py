@@ -143,6 +143,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         help="what to select on: val_knn_acc (labeled data; the default) or rankme (no labels needed; the default "
         "on unlabeled data)",
     )
+    p.add_argument("--searcher", choices=["tpe", "random"], help="Optuna's TPE (the default) or random search")
+    p.add_argument(
+        "--early-stopping", choices=["asha", "none"], help="asha (the default) or none: every trial runs out"
+    )
+    p.add_argument("--budget-epochs", type=int, help="stop the sweep once its trials trained this many epochs")
     p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/r of the trials at each rung")
     p.add_argument("--max-epochs", type=int, help="ASHA: the epoch budget of a trial")
@@ -189,6 +194,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "cpus_per_worker": args.cpus_per_worker,
             "max_failures": args.max_failures,
             "metric": args.metric,
+            "searcher": args.searcher,
+            "early_stopping": args.early_stopping,
+            "budget_epochs": args.budget_epochs,
         },
         asha={
             "grace_period": args.grace_period,
