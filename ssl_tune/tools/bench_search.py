@@ -141,112 +141,105 @@ def check_request(request: SearchBenchRequest) -> SearchSpace:
 
 def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
     """Run (or resume) the benchmark into `request.out`; returns the report it wrote there."""
-    from ssl_tune.tune.sweep import ray_cluster
-
-    space = check_request(request)
-    preset = PRESETS[request.preset]
-    out = Path(request.out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_FILE
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
-    # as state.json holds it (tuples as lists); where it runs and how loud may change
-    asked = json.loads(json.dumps(asdict(request) | {"out": None, "address": None, "verbose": None}))
-    if state.get("request", asked) != asked:
-        raise UsageError(f"{out} holds a benchmark of other settings ({state_path}): use another --out")
-    state["request"] = asked
-
-    def save() -> None:
-        write_text(str(state_path), json.dumps(state, indent=1))
-
-    fixed = parse_set([*preset.overrides, *request.overrides])
-    max_epochs = _max_epochs(space, request, fixed)
-    trials = request.budget_trials or preset.budget_trials
-    seeds = request.seeds or preset.seeds
+    bench = _Bench(request, check_request(request))
     started = time.time()
-    with ExitStack() as stack:  # one Ray cluster for every sweep and confirm, started when one is needed
-        opened: list[bool] = []
-
-        def cluster() -> None:
-            if not opened:
-                stack.enter_context(ray_cluster(request.address, request.verbose))
-                opened.append(True)
-
-        rows = _run_strategies(request, space, preset, state, save, cluster, fixed, trials, seeds)
-    sweeps = [load_sweep(str(out / "sweeps" / f"{request.method}-{n}")) for n in request.strategies]
+    with bench.stack:
+        rows = bench.run()
+    sweeps = [load_sweep(str(bench.sweep_dir(n))) for n in request.strategies]
     report = SearchBenchReport(
-        request.method, request.preset, trials * max_epochs, max_epochs, seeds, rows,
-        rung_correlation(sweeps, space, max_epochs), time.time() - started,
+        request.method, request.preset, bench.trials * bench.max_epochs, bench.max_epochs, bench.seeds, rows,
+        rung_correlation(sweeps, bench.space, bench.max_epochs), time.time() - started,
     )  # fmt: skip
-    write_text(str(out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
-    write_text(str(out / f"{REPORT}.md"), format_report(report))
+    write_text(str(bench.out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
+    write_text(str(bench.out / f"{REPORT}.md"), format_report(report))
     return report
 
 
-def _run_strategies(
-    request: SearchBenchRequest,
-    space: SearchSpace,
-    preset: Preset,
-    state: dict[str, Any],
-    save: Callable[[], None],
-    cluster: Callable[[], None],
-    fixed: dict[str, Any],
-    trials: int,
-    seeds: int,
-) -> list[StrategyResult]:
-    import ssl_tune
+class _Bench:
+    """One benchmark folder: its settings, its `state.json` (the stages done), and one Ray cluster for every sweep
+    and confirm, started when the first stage that needs one runs."""
 
-    out = Path(request.out)
-    max_epochs = _max_epochs(space, request, fixed)
-    rows: list[StrategyResult] = []
-    confirmed: dict[str, StrategyResult] = {}  # params yaml -> the row that confirmed it
-    for i, name in enumerate(request.strategies):
-        strategy = STRATEGIES[name]
-        sweep_name = f"{request.method}-{name}"
-        sweep_dir = out / "sweeps" / sweep_name
-        key = f"sweep:{name}"
-        if key not in state:
-            cluster()
-            t0 = time.time()
-            ssl_tune.sweep(
-                request.space or Path(preset.spaces) / f"{request.method}.yaml",
-                storage=out / "sweeps",
-                name=sweep_name,
-                data_dir=request.data_dir,
-                resume=(sweep_dir / SWEEP_FILE).exists(),
-                settings=_sweep_settings(strategy, space, trials, max_epochs),
-                fixed=fixed,
-            )
-            state[key] = {"wall_s": time.time() - t0}
-            save()
-        sweep = load_sweep(str(sweep_dir))
-        best = sweep.best()
-        row = StrategyResult(name, strategy.label, len(sweep.trials), sweep.trained_epochs, best.best_value)
-        row.params, row.wall_s = dict(best.params), state[key]["wall_s"]
-        with_default = i == 0  # (a): confirmed once, beside the first strategy's best
-        same = confirmed.get(_params_key(best.params))
-        key = f"confirm:{name}"
-        if same is not None and not with_default:
-            row.same_config_as = same.name
-            row.test_knn, row.probe_top1, row.confirm_epochs = same.test_knn, same.probe_top1, same.confirm_epochs
-        else:
-            if key not in state:
-                cluster()
-                t0 = time.time()
-                result = ssl_tune.confirm(sweep_dir, top=1, seeds=seeds, with_default=with_default)
-                state[key] = {"wall_s": time.time() - t0, "rows": result.rows}
-                save()
-            _fill(row, [r for r in state[key]["rows"] if r["label"] != DEFAULT_LABEL])
-            if with_default:
-                default = StrategyResult("default", DEFAULT_ROW, params=sweep.space.default_point(request.data_dir))
-                _fill(default, [r for r in state[key]["rows"] if r["label"] == DEFAULT_LABEL])
-                rows.insert(0, default)
-        confirmed.setdefault(_params_key(best.params), row)
-        rows.append(row)
-    return rows
+    def __init__(self, request: SearchBenchRequest, space: SearchSpace) -> None:
+        self.request, self.space = request, space
+        self.preset = PRESETS[request.preset]
+        self.out = Path(request.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.out / STATE_FILE
+        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        # as state.json holds it (tuples as lists); where it runs and how loud may change
+        asked = json.loads(json.dumps(asdict(request) | {"out": None, "address": None, "verbose": None}))
+        if self.state.get("request", asked) != asked:
+            raise UsageError(f"{self.out} holds a benchmark of other settings ({self.state_path}): use another --out")
+        self.state["request"] = asked
+        self.fixed = parse_set([*self.preset.overrides, *request.overrides])
+        self.max_epochs = space.asha.max_epochs or build_config(space.base_layer(request.data_dir), self.fixed).epochs
+        self.trials = request.budget_trials or self.preset.budget_trials
+        self.seeds = request.seeds or self.preset.seeds
+        self.stack = ExitStack()
+        self._cluster_open = False
 
+    def sweep_dir(self, strategy: str) -> Path:
+        return self.out / "sweeps" / f"{self.request.method}-{strategy}"
 
-def _max_epochs(space: SearchSpace, request: SearchBenchRequest, fixed: dict[str, Any]) -> int:
-    return space.asha.max_epochs or build_config(space.base_layer(request.data_dir), fixed).epochs
+    def _stage(self, key: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A stage's record: read back when done before, else run (in the Ray cluster) and saved."""
+        if key not in self.state:
+            if not self._cluster_open:
+                from ssl_tune.tune.sweep import ray_cluster
+
+                self.stack.enter_context(ray_cluster(self.request.address, self.request.verbose))
+                self._cluster_open = True
+            started = time.time()
+            self.state[key] = {**work(), "wall_s": time.time() - started}
+            write_text(str(self.state_path), json.dumps(self.state, indent=1))
+        return self.state[key]
+
+    def run(self) -> list[StrategyResult]:
+        import ssl_tune
+
+        request = self.request
+        rows: list[StrategyResult] = []
+        confirmed: dict[str, StrategyResult] = {}  # params yaml -> the row that confirmed it
+        for i, name in enumerate(request.strategies):
+            strategy, sweep_dir = STRATEGIES[name], self.sweep_dir(name)
+
+            def search(strategy: Strategy = strategy, sweep_dir: Path = sweep_dir) -> dict[str, Any]:
+                ssl_tune.sweep(
+                    request.space or Path(self.preset.spaces) / f"{request.method}.yaml",
+                    storage=sweep_dir.parent,
+                    name=sweep_dir.name,
+                    data_dir=request.data_dir,
+                    resume=(sweep_dir / SWEEP_FILE).exists(),
+                    settings=_sweep_settings(strategy, self.space, self.trials, self.max_epochs),
+                    fixed=self.fixed,
+                )
+                return {}
+
+            searched = self._stage(f"sweep:{name}", search)
+            sweep = load_sweep(str(sweep_dir))
+            best = sweep.best()
+            row = StrategyResult(name, strategy.label, len(sweep.trials), sweep.trained_epochs, best.best_value)
+            row.params, row.wall_s = dict(best.params), searched["wall_s"]
+            with_default = i == 0  # (a): confirmed once, beside the first strategy's best
+            same = confirmed.get(_params_key(best.params))
+            if same is not None and not with_default:  # the same config, already retrained with the same seeds
+                row.same_config_as = same.name
+                row.test_knn, row.probe_top1, row.confirm_epochs = same.test_knn, same.probe_top1, same.confirm_epochs
+            else:
+
+                def retrain(sweep_dir: Path = sweep_dir, with_default: bool = with_default) -> dict[str, Any]:
+                    result = ssl_tune.confirm(sweep_dir, top=1, seeds=self.seeds, with_default=with_default)
+                    return {"rows": result.rows}
+
+                retrained = self._stage(f"confirm:{name}", retrain)["rows"]
+                _fill(row, [r for r in retrained if r["label"] != DEFAULT_LABEL])
+                if with_default:
+                    default = StrategyResult("default", DEFAULT_ROW, params=sweep.space.default_point(request.data_dir))
+                    _fill(default, [r for r in retrained if r["label"] == DEFAULT_LABEL])
+                    rows.append(default)
+            confirmed.setdefault(_params_key(best.params), row)
+            rows.append(row)
+        return rows
 
 
 def _sweep_settings(strategy: Strategy, space: SearchSpace, trials: int, max_epochs: int) -> dict[str, Any]:
