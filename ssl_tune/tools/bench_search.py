@@ -35,7 +35,7 @@ from ssl_tune.config import build_config, parse_set
 from ssl_tune.errors import UsageError
 from ssl_tune.storage import write_text
 from ssl_tune.tune.confirm import DEFAULT_LABEL
-from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, load_sweep
+from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import SearchSpace, load_space
 
 STATE_FILE = "state.json"
@@ -309,18 +309,18 @@ def asha_rungs(space: SearchSpace, max_epochs: int) -> list[int]:
 
 
 def rung_correlation(sweeps: list[SweepRecord], space: SearchSpace, max_epochs: int) -> list[dict[str, Any]]:
-    """Per ASHA rung: Spearman between the rung's validation kNN and the last epoch's, over the trials that ran to
-    the end in the sweeps without early stopping (ASHA's own sweep would only show its survivors)."""
-    full = [
-        t
-        for s in sweeps
-        if s.space.sweep.early_stopping == "none"
-        for t in s.trials
-        if t.epochs_run == max_epochs and t.value_at(max_epochs) is not None
-    ]
+    """Per ASHA rung: Spearman between the rung's validation kNN and the last epoch's, over the configs that ran to
+    the end in the sweeps without early stopping (ASHA's own sweep would only show its survivors), each once."""
+    full: dict[str, TrialRecord] = {}  # one per config: a config both sweeps drew (same seed) trains the same
+    for sweep in sweeps:
+        if sweep.space.sweep.early_stopping != "none":
+            continue
+        for t in sweep.trials:
+            if t.epochs_run == max_epochs and t.value_at(max_epochs) is not None:
+                full.setdefault(_params_key(t.params), t)
     out = []
     for epoch in asha_rungs(space, max_epochs):
-        pairs = [(t.value_at(epoch), t.value_at(max_epochs)) for t in full if t.value_at(epoch) is not None]
+        pairs = [(t.value_at(epoch), t.value_at(max_epochs)) for t in full.values() if t.value_at(epoch) is not None]
         rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
         out.append({"epoch": epoch, "trials": len(pairs), "spearman": None if math.isnan(rho) else rho})
     return out

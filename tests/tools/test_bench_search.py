@@ -60,7 +60,7 @@ def test_every_strategy_gets_the_same_budget():
 
 def _trial(trial_id: str, values: list[float]) -> TrialRecord:
     rows = [{"epoch": e, "val_knn_acc": v} for e, v in enumerate(values)]
-    return TrialRecord(trial_id, f"/x/trial-{trial_id}", {}, results=rows)
+    return TrialRecord(trial_id, f"/x/trial-{trial_id}", {"name": trial_id}, results=rows)
 
 
 def test_rung_correlation_uses_only_trials_run_to_the_end_without_early_stopping():
@@ -73,8 +73,11 @@ def test_rung_correlation_uses_only_trials_run_to_the_end_without_early_stopping
         _trial("c", [0.1, 0.40, 0.20, 0.5, 0.50]),
         _trial("short", [0.1, 0.90, 0.10]),  # stopped at epoch 2: not run to the end, left out
     ]
+    twin = _trial("a2", [0.1, 0.20, 0.40, 0.5, 0.30])  # a's config drawn by a second sweep: counted once
+    twin.params = trials[0].params
     records = [
         SweepRecord("/x/full", full, None, trials),
+        SweepRecord("/x/full2", full, None, [twin]),
         # ASHA's own survivors would bias the measure: its sweep is left out
         SweepRecord("/x/asha", asha, None, [_trial("d", [0.1, 0.9, 0.9, 0.9, 0.1])]),
     ]
