@@ -39,6 +39,7 @@ from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_swe
 from ssl_tune.tune.space import SearchSpace, load_space
 
 STATE_FILE = "state.json"
+UNCHECKED = ("out", "address", "verbose")  # request fields a resumed benchmark may change
 REPORT = "search_quality"
 
 
@@ -167,8 +168,9 @@ class _Bench:
         self.state_path = self.out / STATE_FILE
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         # as state.json holds it (tuples as lists); where it runs and how loud may change
-        asked = json.loads(json.dumps(asdict(request) | {"out": None, "address": None, "verbose": None}))
-        if self.state.get("request", asked) != asked:
+        asked = {k: v for k, v in json.loads(json.dumps(asdict(request))).items() if k not in UNCHECKED}
+        saved = {k: v for k, v in self.state.get("request", asked).items() if k not in UNCHECKED}
+        if saved != asked:
             raise UsageError(f"{self.out} holds a benchmark of other settings ({self.state_path}): use another --out")
         self.state["request"] = asked
         self.fixed = parse_set([*self.preset.overrides, *request.overrides])
