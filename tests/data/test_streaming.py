@@ -33,6 +33,7 @@ from ssl_tune.data.streaming import (
 )
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.errors import UsageError
+from tests.data.test_parquet_bad_input import refused
 from tests.helpers import TINY_FIXED
 
 TRAIN, SHARD = 480, 60  # 8 train shards of 32 px CIFAR-10 images
@@ -89,15 +90,6 @@ def train_args(location: Path, out: Path, *extra: str) -> list[str]:
     sets += ["backbone=resnet_tiny", "image_size=16", "knn_k=10", "stream_shuffle_window=0", *extra]
     sets += [f"method_params.{k}={v}" for k, v in TINY["method_params"].items()]
     return [*args, "--no-progress", *[a for kv in sets for a in ("--set", kv)]]
-
-
-def refused(capsys, args: list[str], message: str) -> None:
-    """`ssl-tune ARGS` exits 2 with `message` in its one line on stderr, no traceback."""
-    assert main(args) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], captured.err
-    assert "Traceback" not in captured.err + captured.out
 
 
 def corrupt_rows(shard: Path, rows: tuple[int, ...]) -> None:
