@@ -576,13 +576,14 @@ def read_dataset(
     if skipped:
         print(f"ssl-tune: skipped {skipped} corrupt image(s) in {location} (skip_corrupt)", file=sys.stderr)
     if image_size is not None and image_size != manifest.image_size:
-        train_x = _resize(train_x, image_size)
-        test_x = None if test_x is None else _resize(test_x, image_size)
+        train_x = resize_images(train_x, image_size)
+        test_x = None if test_x is None else resize_images(test_x, image_size)
     labels = train_y if manifest.labeled else None
     return ImageData(train_x, labels, test_x, test_y, manifest.num_classes, manifest.mean, manifest.std)
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> (N, 3, size, size): shorter side resized, centre-cropped, in chunks."""
     chunks = [TF.center_crop(TF.resize(c, [size], antialias=True), [size]) for c in images.split(1024)]
     return torch.cat(chunks)
 

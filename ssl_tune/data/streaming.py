@@ -20,10 +20,13 @@ Ray Data.
 
 from __future__ import annotations
 
-import io
+import bisect
+import contextlib
 import json
 import os
 import resource
+import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +35,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 from ssl_tune.data.base import ImageData
-from ssl_tune.data.parquet import Manifest, read_manifest, read_rows, resolve_location, select_rows
+from ssl_tune.data.parquet import (
+    BadRow,
+    CorruptImage,
+    Manifest,
+    check_shards,
+    decode_image,
+    read_manifest,
+    read_rows,
+    resize_images,
+    resolve_location,
+    select_rows,
+)
 from ssl_tune.data.splits import validation_split
 from ssl_tune.errors import UsageError
 
@@ -47,6 +59,9 @@ if TYPE_CHECKING:
 
 STREAMED_SHARDS = "streamed_shards"
 DECODE_BATCH = 128  # rows per map_batches call: small blocks keep each decode task's memory low
+# decoded blocks are cut at this size (Ray Data's default, 128 MiB, would let one block hold a whole small set,
+# and a consumer holds the blocks its batches come from)
+BLOCK_BYTES = 8 * 2**20
 STREAM_LOG_ENV = "SSL_TUNE_STREAM_LOG"  # a folder: each rank writes the ids it saw and its peak RSS per epoch
 
 
@@ -98,6 +113,10 @@ class ShardPlan:
     held_out: tuple[int, ...]  # validation queries: decoded with the eval subset, never streamed
     eval_rows: int  # the first eval_rows train images are decoded once (bank, queries, RankMe)
     shuffle_window: int
+    names: tuple[str, ...] = ()  # each file as error messages name it (location/train/part-N.parquet)
+    firsts: tuple[int, ...] = ()  # the split index of each file's first row
+    skip_corrupt: bool = False  # leave out (and count) images that do not decode, instead of stopping
+    run_id: str = ""  # names this plan's Ray actor that counts the skipped images
 
     @property
     def num_train(self) -> int:
@@ -105,6 +124,11 @@ class ShardPlan:
 
     def filesystem(self) -> Any:
         return resolve_location(self.location)[0]
+
+    def where(self, index: int) -> tuple[str, int]:
+        """The shard file (as messages name it) and the row in it of the train image `index`."""
+        i = bisect.bisect_right(self.firsts, index) - 1
+        return self.names[i], index - self.firsts[i]
 
 
 def shard_plan(cfg: TrainConfig) -> ShardPlan:
@@ -114,6 +138,8 @@ def shard_plan(cfg: TrainConfig) -> ShardPlan:
     fs, root, manifest = _open(cfg)
     rows_used = _train_rows(cfg, manifest)
     taken = select_rows(manifest.splits["train"], rows_used)
+    # a missing shard or one of another schema: one line now, before Ray Data starts (footers only)
+    check_shards(fs, root, cfg.data_dir, [shard for shard, _ in taken])  # type: ignore[arg-type]
     eval_rows = min(cfg.stream_eval_subset, rows_used)
     held_out: tuple[int, ...] = ()
     if manifest.num_classes > 0 and cfg.monitor == "val":
@@ -131,6 +157,10 @@ def shard_plan(cfg: TrainConfig) -> ShardPlan:
         held_out,
         eval_rows,
         cfg.stream_shuffle_window,
+        tuple(f"{cfg.data_dir}/{shard.path}" for shard, _ in taken),
+        tuple(shard.first for shard, _ in taken),
+        cfg.skip_corrupt,
+        uuid.uuid4().hex[:12] if cfg.skip_corrupt else "",
     )
 
 
@@ -149,49 +179,85 @@ def eval_subset(cfg: TrainConfig, plan: ShardPlan) -> ImageData:
     """The bounded part decoded once: the first `plan.eval_rows` train images (and the test split's first
     `test_subset` when the run monitors it), resized to the run's image size."""
     fs, root, manifest = _open(cfg)
-    x, y = read_rows(fs, root, cfg.data_dir, select_rows(manifest.splits["train"], plan.eval_rows), manifest.image_size)
+    where = cfg.data_dir or ""
+    try:  # every image of it, even with skip_corrupt: the validation ids are positions in it
+        x, y, _ = read_rows(fs, root, where, select_rows(manifest.splits["train"], plan.eval_rows), manifest.image_size)
+    except UsageError as err:
+        hint = "decoded for evaluation; skip_corrupt leaves out streamed images only: lower stream_eval_subset"
+        raise UsageError(f"{str(err).split(' (skip_corrupt')[0]} ({hint})") from None
     test_x = test_y = None
     if cfg.monitor == "test":
-        n_test = min(cfg.test_subset or cfg.stream_eval_subset, cfg.stream_eval_subset)
+        n_test = cfg.test_subset if cfg.test_subset is not None else sum(s.rows for s in manifest.splits["test"])
+        n_test = min(n_test, cfg.stream_eval_subset)
         test_rows = select_rows(manifest.splits["test"], n_test, split="test")
-        test_x, test_y = read_rows(fs, root, cfg.data_dir, test_rows, manifest.image_size)
+        check_shards(fs, root, where, [shard for shard, _ in test_rows])
+        test_x, test_y, skipped = read_rows(
+            fs, root, where, test_rows, manifest.image_size, skip_corrupt=cfg.skip_corrupt
+        )
+        if skipped:
+            print(f"ssl-tune: skipped {skipped} corrupt test image(s) in {where} (skip_corrupt)", file=sys.stderr)
     if plan.image_size != manifest.image_size:
-        x = _resize_all(x, plan.image_size)
-        test_x = None if test_x is None else _resize_all(test_x, plan.image_size)
+        x = resize_images(x, plan.image_size)
+        test_x = None if test_x is None else resize_images(test_x, plan.image_size)
     labels = y if manifest.num_classes > 0 else None
     return ImageData(x, labels, test_x, test_y, manifest.num_classes, manifest.mean, manifest.std)
-
-
-def _resize_all(images: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.cat([_fit(chunk, size) for chunk in images.split(512)])
-
-
-def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shorter side to `size` and center-crop (the in-memory loaders' resize)."""
-    return TF.center_crop(TF.resize(images, [size], antialias=True), [size])
 
 
 # --- decoding (in Ray Data tasks) -------------------------------------------------------------------
 
 
-def decode_image(data: bytes, size: int) -> np.ndarray:
-    """PNG or JPEG bytes -> uint8 (3, size, size); resized (shorter side, then center crop) when it differs."""
-    with Image.open(io.BytesIO(data)) as img:
-        hwc = np.array(img.convert("RGB"))  # writable, for torch
-    chw = torch.from_numpy(hwc).permute(2, 0, 1)
-    if chw.shape[1:] != (size, size):
-        chw = _fit(chw, size)
-    return chw.contiguous().numpy()
+class SkipCounter:
+    """A Ray actor (one per plan, named by its run_id) that the decode tasks tell of each image they leave out."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, n: int) -> int:
+        self.count += n
+        return self.count
+
+    def total(self) -> int:
+        return self.count
 
 
-def decode_batch(batch: dict[str, np.ndarray], size: int, limit: int, held_out: np.ndarray) -> dict[str, np.ndarray]:
+def _counter_name(plan: ShardPlan) -> str:
+    return f"ssl-tune-skipped-{plan.run_id}"
+
+
+def skip_counter(plan: ShardPlan) -> Any:
+    """The plan's SkipCounter actor, started by the first caller (the training process, before any decoding)."""
+    import ray
+
+    actor = ray.remote(num_cpus=0)(SkipCounter).options(name=_counter_name(plan), get_if_exists=True)
+    return actor.remote()
+
+
+def decode_batch(batch: dict[str, np.ndarray], plan: ShardPlan) -> dict[str, np.ndarray]:
     """A Ray Data batch of packed rows -> {"index": int64 (n,), "image": uint8 (n, 3, size, size)}: the rows
-    below `limit` (train_subset) that are not held out."""
+    below `plan.rows_used` (train_subset) that are not held out. An image that does not decode raises
+    UsageError naming its shard and row, or with `plan.skip_corrupt` is left out and counted."""
     index = batch["index"].astype(np.int64)
-    keep = (index < limit) & ~np.isin(index, held_out)
-    images = [decode_image(b, size) for b, k in zip(batch["image"], keep, strict=True) if k]
+    keep = (index < plan.rows_used) & ~np.isin(index, np.asarray(plan.held_out, np.int64))
+    images, kept, skipped = [], [], 0
+    for i, data, k in zip(index, batch["image"], keep, strict=True):
+        if not k:
+            continue
+        try:
+            images.append(decode_image(data or b"", plan.image_size).transpose(2, 0, 1))
+            kept.append(i)
+        except CorruptImage as err:
+            shard, row = plan.where(int(i))
+            if not plan.skip_corrupt:
+                bad = BadRow(shard, row, int(i), str(err))
+                raise UsageError(f"{bad} (skip_corrupt: true leaves such images out)") from None
+            skipped += 1
+    if skipped:
+        import ray
+
+        ray.get(ray.get_actor(_counter_name(plan)).add.remote(skipped))
+    size = plan.image_size
     out = np.stack(images) if images else np.empty((0, 3, size, size), np.uint8)
-    return {"index": index[keep], "image": out}
+    return {"index": np.asarray(kept, np.int64), "image": out}
 
 
 def file_order(n_files: int, seed: int, epoch: int) -> list[int]:
@@ -214,15 +280,36 @@ def build_dataset(plan: ShardPlan, seed: int, epoch: int | None = None) -> ray.d
         files, shuffle = [plan.files[i] for i in file_order(len(plan.files), seed, epoch)], None
     ds = ray.data.read_parquet(files, filesystem=plan.filesystem(), partitioning=None, shuffle=shuffle)
     ds = ds.select_columns(["index", "image"])
-    ds = ds.map_batches(
-        decode_batch,
-        fn_kwargs={"size": plan.image_size, "limit": plan.rows_used, "held_out": np.asarray(plan.held_out, np.int64)},
-        batch_size=DECODE_BATCH,
-        batch_format="numpy",
-    )
+    rows = max(1, min(DECODE_BATCH, BLOCK_BYTES // (3 * plan.image_size**2)))  # one decode call: one block
+    ds = ds.map_batches(decode_batch, fn_kwargs={"plan": plan}, batch_size=rows, batch_format="numpy")
+    ds.context.target_max_block_size = BLOCK_BYTES
+    ds.context.print_on_execution_start = False
+    ds.context.raise_original_map_exception = True  # a corrupt image's UsageError, not Ray's wrapper
     if epoch is not None:
         ds.context.execution_options.preserve_order = True
     return ds
+
+
+@contextlib.contextmanager
+def quiet_ray() -> Iterator[None]:
+    """A local Ray cluster for a streamed `ssl-tune train`, started without its INFO lines and stopped after;
+    nothing when Ray is up already (a sweep's trial, a test's cluster)."""
+    import logging
+
+    import ray
+    import ray.data  # sets up its loggers: a file in the session's logs, and the console
+
+    for handler in logging.getLogger("ray.data").handlers:  # progress and task errors: the file log only
+        if type(handler).__name__ != "SessionFileHandler":
+            handler.setLevel(logging.CRITICAL)
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 # --- a rank's batches -------------------------------------------------------------------------------
@@ -271,6 +358,9 @@ class ShardBatches:
         self.local_batch, self.steps, self.shard = local_batch, steps, shard
         self.last_ids = np.empty(0, np.int64)
         self.peak_anon_mb = self.peak_shmem_mb = 0.0  # sampled at each batch of the last epoch
+        self.skipped = 0  # corrupt images left out in the last epoch, by all ranks (skip_corrupt)
+        self._skipped_before = 0
+        self._counter = skip_counter(plan) if plan.skip_corrupt else None
 
     def epoch_batches(self, epoch: int) -> Iterator[torch.Tensor]:
         from ssl_tune.engine.run import epoch_seed
@@ -287,7 +377,7 @@ class ShardBatches:
         )
         seen: list[np.ndarray] = []
         self.peak_anon_mb = self.peak_shmem_mb = 0.0
-        for batch in batches:
+        for batch in _user_errors(batches):
             self.peak_anon_mb = max(self.peak_anon_mb, current_rss_mb("RssAnon"))
             self.peak_shmem_mb = max(self.peak_shmem_mb, current_rss_mb("RssShmem"))
             if len(seen) == self.steps:  # an equal split gives every rank `steps` batches; more are drained
@@ -297,10 +387,44 @@ class ShardBatches:
             if self.device.type == "cuda":
                 images = images.pin_memory()
             yield images.to(self.device, non_blocking=True)
-        if len(seen) < self.steps:
+        self._count_skipped(epoch)
+        if len(seen) < self.steps and not self.skipped:  # images left out can shorten the epoch
             raise RuntimeError(f"rank {self.rank} got {len(seen)} of {self.steps} batches in epoch {epoch}")
-        self.last_ids = np.concatenate(seen)
+        self.last_ids = np.concatenate(seen) if seen else np.empty(0, np.int64)
         _log_epoch(epoch, self.rank, self.last_ids, self.peak_anon_mb, self.peak_shmem_mb)
+
+    def _count_skipped(self, epoch: int) -> None:
+        """With skip_corrupt: how many images the epoch left out (all ranks), printed once, by rank 0."""
+        if self._counter is None:
+            return
+        import ray
+
+        total = ray.get(self._counter.total.remote())
+        self.skipped, self._skipped_before = total - self._skipped_before, total
+        if self.skipped and self.rank == 0:
+            where = self.plan.location
+            print(
+                f"ssl-tune: epoch {epoch}: skipped {self.skipped} corrupt image(s) in {where} (skip_corrupt)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _user_errors(batches: Iterator[Any]) -> Iterator[Any]:
+    """Ray Data's batches; a UsageError raised in a decode task (a corrupt image) comes out as itself, one line,
+    not as Ray's task error and its traceback (`raise_original_map_exception` keeps it as the error's cause)."""
+    try:
+        yield from batches
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None:
+            inner = getattr(cause, "cause", None)  # a RayTaskError's original exception
+            if isinstance(inner, UsageError):
+                cause = inner
+            if type(cause) is UsageError:
+                raise UsageError(str(cause).splitlines()[0]) from None  # Ray appends its retry advice
+            cause = inner or cause.__cause__
+        raise
 
 
 def _log_epoch(epoch: int, rank: int, ids: np.ndarray, anon_mb: float, shmem_mb: float) -> None:

@@ -22,7 +22,8 @@ import torch
 import yaml
 
 from ssl_tune.config import TrainConfig, load_run_data
-from ssl_tune.data.streaming import eval_subset, shard_plan, streams_shards
+from ssl_tune.data.base import ImageData
+from ssl_tune.data.streaming import ShardPlan, eval_subset, quiet_ray, shard_plan, streams_shards
 from ssl_tune.engine.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.engine.runlog import SCALARS, TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
@@ -75,8 +76,24 @@ def train(
     With `tracking`, the run is also a run in MLflow / W&B (experiment `experiment`, run name `out`'s), its
     whereabouts kept in out/tracking.json, so that a resume continues it and `eval` adds to it."""
     check_out_dir(out, resume=resume, force=force)
-    stream = shard_plan(cfg) if streams_shards(cfg) else None  # Ray Data, on a local cluster it starts
-    data = load_run_data(cfg) if stream is None else eval_subset(cfg, stream)
+    stream = shard_plan(cfg) if streams_shards(cfg) else None  # checks the shards; Ray starts only below
+    if stream is None:
+        return _train(cfg, out, load_run_data(cfg), resume, force, progress_bar, tracking, experiment)
+    with quiet_ray():
+        return _train(cfg, out, eval_subset(cfg, stream), resume, force, progress_bar, tracking, experiment, stream)
+
+
+def _train(
+    cfg: TrainConfig,
+    out: Path,
+    data: ImageData,
+    resume: bool,
+    force: bool,
+    progress_bar: bool | None,
+    tracking: TrackingSettings | None,
+    experiment: str,
+    stream: ShardPlan | None = None,
+) -> TrainResult:
     run = TrainingRun(cfg, data, stream=stream)
     state = load_checkpoint(out / CHECKPOINT) if resume else None
 
@@ -106,6 +123,11 @@ def train(
     except KeyboardInterrupt:
         end_state = TrialStatus.UNFINISHED
         raise Interrupted(f"epoch {run.epoch} is saved; resume with: ssl-tune train --out {out} --resume") from None
+    except UsageError:  # bad data met while training (a corrupt streamed image)
+        if state is None and run.epoch == 0:  # a new run with no epoch saved: leave nothing behind
+            tb.close()
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         tb.close()
         for tracker_run in tracked:

@@ -1,14 +1,18 @@
 """Streamed shards through Ray Data (`ssl_tune.data.streaming`), on real shards written by `ssl-tune data pack` and
-a real local Ray cluster: each image reaches at most one rank per epoch, all but less than one global batch are
-seen, a (seed, epoch) replays its order, memory stays bounded, and `auto` streams by decoded size."""
+a real local Ray cluster (one for the module): each image reaches at most one rank per epoch, all but less than
+one global batch are seen, a (seed, epoch) replays its order, memory stays bounded, `auto` streams by decoded
+size, and bad shards are refused in one line (before Ray Data starts, or by shard and row when decoded)."""
 
 from __future__ import annotations
 
 import io
+import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -18,9 +22,10 @@ from ssl_tune.config import build_config
 from ssl_tune.data import load_data
 from ssl_tune.data.streaming import (
     ShardBatches,
+    ShardPlan,
     build_dataset,
     current_rss_mb,
-    decode_image,
+    decode_batch,
     eval_subset,
     file_order,
     shard_plan,
@@ -28,11 +33,13 @@ from ssl_tune.data.streaming import (
 )
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.errors import UsageError
-from tests.helpers import SMALL_SIMSIAM
+from tests.data.test_parquet_bad_input import refused
+from tests.helpers import TINY_FIXED
 
-TRAIN, SHARD = 1000, 125  # 8 train shards of 32 px CIFAR-10 images
-VAL, EVAL = 100, 300  # validation queries held out of the stream, among the first EVAL images
-BATCH = 64  # global: 32 per rank
+TRAIN, SHARD = 480, 60  # 8 train shards of 32 px CIFAR-10 images
+VAL, EVAL = 48, 160  # validation queries held out of the stream, among the first EVAL images
+BATCH = 64  # global: 32 per rank; 432 streamed images, 6 steps per epoch
+TINY = {"backbone": "resnet_tiny", "method_params": TINY_FIXED["method_params"], "knn_k": 10}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +48,12 @@ def packed(cifar_dir, tmp_path_factory) -> Path:
     args = ["data", "pack", "--source", "cifar10", "--data-dir", str(cifar_dir), "--out", str(out)]
     assert main([*args, "--train-subset", str(TRAIN), "--test-subset", "50", "--shard-size", str(SHARD)]) == 0
     return out
+
+
+@pytest.fixture
+def copy(packed, tmp_path) -> Path:
+    shutil.copytree(packed, tmp_path / "set")
+    return tmp_path / "set"
 
 
 def config(packed: Path, **overrides):
@@ -56,10 +69,10 @@ def ray_local():
     ray.shutdown()
 
 
-def source(plan, *, rank: int = 0, world: int = 1, shard=None, seed: int = 0) -> ShardBatches:
-    steps = plan.num_train // BATCH
+def source(plan, *, rank: int = 0, world: int = 1, shard=None, seed: int = 0, batch: int = BATCH) -> ShardBatches:
+    steps = plan.num_train // batch
     return ShardBatches(
-        plan, seed=seed, device=torch.device("cpu"), rank=rank, local_batch=BATCH // world, steps=steps, shard=shard
+        plan, seed=seed, device=torch.device("cpu"), rank=rank, local_batch=batch // world, steps=steps, shard=shard
     )
 
 
@@ -70,11 +83,29 @@ def run_epoch(batches: ShardBatches, epoch: int) -> np.ndarray:
     return batches.last_ids
 
 
+def train_args(location: Path, out: Path, *extra: str) -> list[str]:
+    """`ssl-tune train` streaming one tiny epoch of `location`."""
+    args = ["train", "--dataset", "parquet", "--data-dir", str(location), "--epochs", "1", "--out", str(out)]
+    sets = ["data_placement=streamed_shards", f"stream_eval_subset={EVAL}", f"val_size={VAL}", f"batch_size={BATCH}"]
+    sets += ["backbone=resnet_tiny", "image_size=16", "knn_k=10", "stream_shuffle_window=0", *extra]
+    sets += [f"method_params.{k}={v}" for k, v in TINY["method_params"].items()]
+    return [*args, "--no-progress", *[a for kv in sets for a in ("--set", kv)]]
+
+
+def corrupt_rows(shard: Path, rows: tuple[int, ...]) -> None:
+    """Rewrite a packed shard with the images at `rows` truncated."""
+    table = pq.read_table(shard)
+    images = table.column("image").to_pylist()
+    for r in rows:
+        images[r] = images[r][: len(images[r]) // 2]
+    pq.write_table(table.set_column(2, "image", pa.array(images, pa.binary())), shard)
+
+
 # --- selection (no Ray) -----------------------------------------------------------------------------
 
 
 def test_auto_streams_by_decoded_size_and_only_parquet_can(packed, capsys):
-    decoded_gb = TRAIN * 3 * 32 * 32 / 1e9  # 3.1 MB
+    decoded_gb = TRAIN * 3 * 32 * 32 / 1e9  # 1.5 MB
     assert streams_shards(config(packed, data_placement="auto", host_data_limit_gb=decoded_gb / 2))
     assert not streams_shards(config(packed, data_placement="auto", host_data_limit_gb=decoded_gb * 2))
     # the run's image size counts, not the packed one: 64 px is 4x the 32 px size
@@ -89,15 +120,44 @@ def test_auto_streams_by_decoded_size_and_only_parquet_can(packed, capsys):
     assert not Path("x").exists()
 
 
-def test_decoding_png_and_jpeg_matches_pil_and_resizes(cifar_dir):
-    image = load_data("cifar10", cifar_dir, train_subset=1, with_test=False).train_images[0]
-    hwc = image.permute(1, 2, 0).numpy()
-    for fmt in ("PNG", "JPEG"):
+def test_decoding_png_and_jpeg_matches_pil_filters_and_names_a_corrupt_image(cifar_dir):
+    """`decode_batch`, as Ray Data calls it (no Ray here): PIL's pixels, resized to the run's size; rows past
+    train_subset and held-out ones dropped; a corrupt image named by its shard file and row."""
+    images = load_data("cifar10", cifar_dir, train_subset=4, with_test=False).train_images
+    stored, expected = [], []
+    for i, fmt in enumerate(("PNG", "JPEG", "PNG", "JPEG")):
         buf = io.BytesIO()
-        Image.fromarray(hwc).save(buf, format=fmt)
-        expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).transpose(2, 0, 1)
-        assert np.array_equal(decode_image(buf.getvalue(), 32), expected), fmt
-        assert decode_image(buf.getvalue(), 48).shape == (3, 48, 48)
+        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(buf, format=fmt)
+        stored.append(buf.getvalue())
+        expected.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).transpose(2, 0, 1))
+    plan = ShardPlan("/d", ("/d/a", "/d/b"), 32, 3, (1,), 4, 0, ("/d/a", "/d/b"), (0, 2))
+    batch = {"index": np.arange(4), "image": np.array(stored, dtype=object)}
+    out = decode_batch(batch, plan)
+    assert out["index"].tolist() == [0, 2]  # 1 held out, 3 past rows_used
+    assert np.array_equal(out["image"], np.stack([expected[0], expected[2]]))
+    assert decode_batch(batch, ShardPlan("/d", (), 48, 4, (), 4, 0))["image"].shape == (4, 3, 48, 48)
+    stored[2] = stored[2][:40]
+    with pytest.raises(UsageError, match=r"^/d/b row 0 \(index 2\): corrupt image: .*skip_corrupt: true"):
+        decode_batch({"index": np.arange(4), "image": np.array(stored, dtype=object)}, plan)
+
+
+@pytest.mark.parametrize("damage", ["missing", "schema"])
+def test_a_bad_shard_is_refused_in_one_line_before_ray_data_starts(copy, tmp_path, capsys, monkeypatch, damage):
+    ray_data = pytest.importorskip("ray.data")
+
+    def no_ray_data(*args, **kwargs):
+        raise AssertionError("Ray Data started")
+
+    monkeypatch.setattr(ray_data, "read_parquet", no_ray_data)
+    shard = copy / "train" / "part-00005.parquet"
+    if damage == "missing":
+        shard.unlink()
+        message = f"{copy}/train/part-00005.parquet is missing"
+    else:
+        pq.write_table(pq.read_table(shard).rename_columns(["index", "label", "jpeg"]), shard)
+        message = f"{copy}/train/part-00005.parquet has columns (index int64, label int64, jpeg binary)"
+    refused(capsys, train_args(copy, tmp_path / "run"), message)
+    assert not (tmp_path / "run").exists()
 
 
 # --- Ray Data ---------------------------------------------------------------------------------------
@@ -141,10 +201,10 @@ def test_two_ranks_see_each_image_at_most_once_and_all_but_one_global_batch(pack
 def test_a_resumed_run_replays_the_epoch_order(packed, ray_local):
     """One process (a single-worker trial): the order is a function of (seed, epoch), so a run restored from its
     epoch-1 checkpoint trains epoch 2 on the same images in the same order as the run that was not stopped."""
-    cfg = config(packed, backbone="resnet_tiny", method_params=SMALL_SIMSIAM, epochs=2, knn_k=20)
+    cfg = config(packed, **TINY, epochs=2, train_subset=TRAIN // 2, image_size=16)  # 3 steps of 16 px images
     plan = shard_plan(cfg)
     first = TrainingRun(cfg, eval_subset(cfg, plan), torch.device("cpu"), stream=plan)
-    assert first.placement == "streamed_shards" and first.num_train == TRAIN - VAL
+    assert first.placement == "streamed_shards" and first.num_train == TRAIN // 2 - VAL
     first.initial_metrics()
     epoch1 = first.train_epoch()
     assert 0 < epoch1.val_knn_acc <= 1  # the bank and the queries: the decoded eval subset
@@ -163,19 +223,41 @@ def test_a_resumed_run_replays_the_epoch_order(packed, ray_local):
 
 
 @pytest.mark.slow
-def test_streaming_holds_far_less_than_the_decoded_split(packed, ray_local):
-    """Decoded at 128 px the split is 44 MB; this process's own memory (RssAnon: Ray's object store is shared
-    memory, one per node) grows by far less: the shuffle window (128 rows, 6 MB) and a few batches. Holding the
-    batches, as an in-memory loader would, makes this fail."""
-    plan = shard_plan(config(packed, image_size=128, stream_shuffle_window=128))
-    decoded_mb = plan.num_train * 3 * 128 * 128 / 2**20
-    bound_mb = decoded_mb / 3
-    batches, kept = source(plan), []
-    base = None
-    for i, images in enumerate(batches.epoch_batches(1)):
+def test_streaming_memory_stays_flat_and_far_below_the_decoded_split(packed, ray_local):
+    """Decoded at 256 px the split is 81 MiB. This process's own memory (RssAnon; Ray's object store is shared
+    memory, one per node) grows by far less than that, and stops growing once the stream is running: after the
+    first quarter of the epoch it grows by less than a quarter of what the rest of the epoch decodes. Holding
+    the batches, as an in-memory loader would, fails both."""
+    size, batch = 256, 32
+    plan = shard_plan(config(packed, image_size=size, stream_shuffle_window=batch))
+    decoded_mb = plan.num_train * 3 * size * size / 2**20
+    batches, kept, rss = source(plan, batch=batch), [], []
+    for images in batches.epoch_batches(1):
         kept.append(images.sum().item())  # touch the batch, keep a number
-        if i == 1:  # Ray's iterator threads and buffers are up
-            base = current_rss_mb()
+        rss.append(current_rss_mb())
+    assert len(kept) == plan.num_train // batch
+    base, quarter = rss[1], len(rss) // 4  # after batch 1, Ray's iterator threads and buffers are up
     grew = batches.peak_anon_mb - base
-    assert grew < bound_mb, f"grew {grew:.0f} MB streaming a {decoded_mb:.0f} MB split"
-    assert len(kept) == plan.num_train // BATCH
+    assert grew < decoded_mb / 3, f"grew {grew:.0f} MiB streaming a {decoded_mb:.0f} MiB split"
+    late = max(rss[quarter:]) - rss[quarter]
+    rest_mb = decoded_mb * (len(rss) - quarter) / len(rss)
+    assert late < rest_mb / 4, f"grew {late:.0f} MiB over the last {rest_mb:.0f} MiB streamed"
+
+
+@pytest.mark.slow
+def test_ssl_tune_train_streams_stops_at_a_corrupt_image_by_shard_and_row_or_skips_and_counts(
+    copy, tmp_path, capsys, ray_local
+):
+    """`ssl-tune train --set data_placement=streamed_shards` end to end. A corrupt image past the eval subset
+    is met by a decode task: exit 2, one line naming the shard file and row, the new run dir removed. With
+    skip_corrupt the epoch trains without it, and the count is printed once per epoch."""
+    corrupt_rows(copy / "train" / "part-00005.parquet", (3, 7))  # indices 303 and 307
+    where = f"{copy}/train/part-00005.parquet row 3 (index 303): corrupt image:"
+    refused(capsys, train_args(copy, tmp_path / "run"), where)
+    assert not (tmp_path / "run").exists()
+
+    assert main(train_args(copy, tmp_path / "skip", "skip_corrupt=true")) == 0
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if "corrupt" in line]
+    assert skipped == [f"ssl-tune: epoch 1: skipped 2 corrupt image(s) in {copy} (skip_corrupt)"], captured.err
+    assert (tmp_path / "skip" / "backbone.pt").is_file() and "done:" in captured.out
