@@ -119,7 +119,7 @@ class SearchBenchReport:
     seeds: int
     rows: list[StrategyResult]
     rung_correlation: list[dict[str, Any]]  # {epoch, trials, spearman}
-    wall_s: float
+    wall_s: float  # the sweeps' and confirms' wall time, resumes included
 
 
 def check_request(request: SearchBenchRequest) -> SearchSpace:
@@ -143,13 +143,12 @@ def check_request(request: SearchBenchRequest) -> SearchSpace:
 def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
     """Run (or resume) the benchmark into `request.out`; returns the report it wrote there."""
     bench = _Bench(request, check_request(request))
-    started = time.time()
     with bench.stack:
         rows = bench.run()
     sweeps = [load_sweep(str(bench.sweep_dir(n))) for n in request.strategies]
     report = SearchBenchReport(
         request.method, request.preset, bench.trials * bench.max_epochs, bench.max_epochs, bench.seeds, rows,
-        rung_correlation(sweeps, bench.space, bench.max_epochs), time.time() - started,
+        rung_correlation(sweeps, bench.space, bench.max_epochs), bench.stages_wall_s(),
     )  # fmt: skip
     write_text(str(bench.out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
     write_text(str(bench.out / f"{REPORT}.md"), format_report(report))
@@ -179,6 +178,10 @@ class _Bench:
         self.seeds = request.seeds or self.preset.seeds
         self.stack = ExitStack()
         self._cluster_open = False
+
+    def stages_wall_s(self) -> float:
+        """The sweeps' and confirms' wall time, summed over every run of the benchmark (resumes included)."""
+        return sum(v["wall_s"] for k, v in self.state.items() if k != "request")
 
     def sweep_dir(self, strategy: str) -> Path:
         return self.out / "sweeps" / f"{self.request.method}-{strategy}"
