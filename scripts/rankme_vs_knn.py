@@ -24,30 +24,8 @@ import yaml
 from ssl_tune.cli import main as cli
 from ssl_tune.engine.evaluate import evaluate_checkpoint
 from ssl_tune.metrics import RANKME, VAL_KNN
+from ssl_tune.tools.bench_search import spearman  # Spearman's rho, average ranks for ties
 from ssl_tune.tune.results import load_sweep
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rho: the Pearson correlation of the ranks (average ranks for ties)."""
-
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2
-            i = j + 1
-        return out
-
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
-    return cov / var if var else float("nan")
 
 
 def rankme_cost(data_dir: str, space: dict) -> dict[str, float]:
