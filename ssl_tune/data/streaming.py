@@ -300,7 +300,8 @@ def quiet_ray() -> Iterator[None]:
     import ray.data  # sets up its loggers: a file in the session's logs, and the console
 
     for handler in logging.getLogger("ray.data").handlers:  # progress and task errors: the file log only
-        if type(handler).__name__ != "SessionFileHandler":
+        ray_console = type(handler).__module__.startswith("ray.") and type(handler).__name__ != "SessionFileHandler"
+        if ray_console:  # only Ray's own: a handler someone else put there (pytest's capture) keeps its level
             handler.setLevel(logging.CRITICAL)
     if ray.is_initialized():
         yield
