@@ -118,7 +118,7 @@ class SearchBenchReport:
     max_epochs: int
     seeds: int
     rows: list[StrategyResult]
-    rung_correlation: list[dict[str, Any]]  # {epoch, trials, spearman}
+    rung_correlation: list[dict[str, Any]]  # {epoch, rung, trials, spearman}
     wall_s: float  # the sweeps' and confirms' wall time, resumes included
 
 
@@ -314,8 +314,10 @@ def asha_rungs(space: SearchSpace, max_epochs: int) -> list[int]:
 
 
 def rung_correlation(sweeps: list[SweepRecord], space: SearchSpace, max_epochs: int) -> list[dict[str, Any]]:
-    """Per ASHA rung: Spearman between the rung's validation kNN and the last epoch's, over the configs that ran to
-    the end in the sweeps without early stopping (ASHA's own sweep would only show its survivors), each once."""
+    """Per epoch before the last (ASHA's rungs marked): Spearman between that epoch's validation kNN and the last
+    epoch's, over the configs that ran to the end in the sweeps without early stopping (ASHA's own sweep would only
+    show its survivors), each once. Every epoch, not only the rungs, so the report shows where a first rung would
+    start to rank trials as their end does."""
     full: dict[str, TrialRecord] = {}  # one per config: a config both sweeps drew (same seed) trains the same
     for sweep in sweeps:
         if sweep.space.sweep.early_stopping != "none":
@@ -323,11 +325,12 @@ def rung_correlation(sweeps: list[SweepRecord], space: SearchSpace, max_epochs: 
         for t in sweep.trials:
             if t.epochs_run == max_epochs and t.value_at(max_epochs) is not None:
                 full.setdefault(_params_key(t.params), t)
-    out = []
-    for epoch in asha_rungs(space, max_epochs):
+    out, rungs = [], asha_rungs(space, max_epochs)
+    for epoch in range(1, max_epochs):
         pairs = [(t.value_at(epoch), t.value_at(max_epochs)) for t in full.values() if t.value_at(epoch) is not None]
         rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
-        out.append({"epoch": epoch, "trials": len(pairs), "spearman": None if math.isnan(rho) else rho})
+        rho_or_none = None if math.isnan(rho) else rho
+        out.append({"epoch": epoch, "rung": epoch in rungs, "trials": len(pairs), "spearman": rho_or_none})
     return out
 
 
@@ -367,12 +370,12 @@ def format_report(report: SearchBenchReport) -> str:
         trials = str(r.trials) if r is not default else "-"
         epochs = str(r.search_epochs) if r is not default else "0"
         lines.append(f"| {r.label} | {trials} | {epochs} | {val} | {knn} | {gain} | {_mean_std(r.probe_top1)} |")
-    lines += ["", "ASHA's premise: Spearman between a rung's validation kNN and the last epoch's, over the trials"]
+    lines += ["", "ASHA's premise: Spearman between an epoch's validation kNN and the last epoch's, over the trials"]
     lines += ["that the strategies without early stopping ran to the end:", ""]
-    lines += ["| rung epoch | trials | Spearman |", "|---|---|---|"]
+    lines += ["| epoch | ASHA rung | trials | Spearman |", "|---|---|---|---|"]
     for c in report.rung_correlation:
         rho = "-" if c["spearman"] is None else f"{c['spearman']:.2f}"
-        lines.append(f"| {c['epoch']} | {c['trials']} | {rho} |")
+        lines.append(f"| {c['epoch']} | {'yes' if c.get('rung') else ''} | {c['trials']} | {rho} |")
     lines += ["", *targets(report), "", f"wall time: {report.wall_s / 60:.1f} min"]
     return "\n".join(lines) + "\n"
 

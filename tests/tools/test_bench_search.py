@@ -64,9 +64,9 @@ def _trial(trial_id: str, values: list[float]) -> TrialRecord:
 
 
 def test_rung_correlation_uses_only_trials_run_to_the_end_without_early_stopping():
-    full = _space(asha={"grace_period": 1, "reduction_factor": 2}, sweep={"early_stopping": "none"})
-    asha = _space(asha={"grace_period": 1, "reduction_factor": 2})
-    # epoch 1 ranks the trials as epoch 4 does; epoch 2 ranks them in reverse
+    full = _space(asha={"grace_period": 2, "reduction_factor": 2}, sweep={"early_stopping": "none"})
+    asha = _space(asha={"grace_period": 2, "reduction_factor": 2})
+    # epoch 1 ranks the trials as epoch 4 does; epoch 2 (the only rung) in reverse; epoch 3 ties them all
     trials = [
         _trial("a", [0.1, 0.20, 0.40, 0.5, 0.30]),
         _trial("b", [0.1, 0.30, 0.30, 0.5, 0.40]),
@@ -82,9 +82,10 @@ def test_rung_correlation_uses_only_trials_run_to_the_end_without_early_stopping
         SweepRecord("/x/asha", asha, None, [_trial("d", [0.1, 0.9, 0.9, 0.9, 0.1])]),
     ]
     rungs = rung_correlation(records, asha, max_epochs=4)
-    assert [r["epoch"] for r in rungs] == [1, 2]
-    assert rungs[0] == {"epoch": 1, "trials": 3, "spearman": pytest.approx(1.0)}
-    assert rungs[1] == {"epoch": 2, "trials": 3, "spearman": pytest.approx(-1.0)}
+    assert [r["epoch"] for r in rungs] == [1, 2, 3]  # every epoch before the last, the rungs marked
+    assert rungs[0] == {"epoch": 1, "rung": False, "trials": 3, "spearman": pytest.approx(1.0)}
+    assert rungs[1] == {"epoch": 2, "rung": True, "trials": 3, "spearman": pytest.approx(-1.0)}
+    assert rungs[2] == {"epoch": 3, "rung": False, "trials": 3, "spearman": None}  # all tied: undefined
 
 
 def _report(default_knn: list[float], asha_knn: list[float], random_knn: list[float]) -> SearchBenchReport:
@@ -93,7 +94,8 @@ def _report(default_knn: list[float], asha_knn: list[float], random_knn: list[fl
         StrategyResult("random", "(b) random search", 6, 48, 0.31, test_knn=random_knn, probe_top1=[0.3, 0.3]),
         StrategyResult("tpe_asha", "(d) TPE + ASHA", 20, 48, 0.33, test_knn=asha_knn, probe_top1=[0.3, 0.3]),
     ]
-    return SearchBenchReport("simsiam", "cpu", 48, 8, 2, rows, [{"epoch": 2, "trials": 6, "spearman": 0.5}], 60.0)
+    correlation = [{"epoch": 2, "rung": True, "trials": 6, "spearman": 0.5}]
+    return SearchBenchReport("simsiam", "cpu", 48, 8, 2, rows, correlation, 60.0)
 
 
 def test_report_checks_the_targets_against_the_default_and_random_search():
@@ -101,7 +103,7 @@ def test_report_checks_the_targets_against_the_default_and_random_search():
     assert "| (d) TPE + ASHA | 20 | 48 | 33.00 % | 29.50 ± 0.71 % | +3.50 points |" in met
     assert "target (d) >= (a) + 3 points: +3.50 points -> met" in met
     assert "target (d) not below (b): +0.50 points -> met" in met
-    assert "| 2 | 6 | 0.50 |" in met
+    assert "| 2 | yes | 6 | 0.50 |" in met
     missed = format_report(_report([0.25, 0.27], [0.27, 0.28], [0.29, 0.29]))
     assert "-> missed" in missed.split("target (d) >= (a)")[1].splitlines()[0]
     assert "target (d) not below (b): -1.50 points -> missed" in missed
