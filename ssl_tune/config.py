@@ -71,6 +71,11 @@ class TrainConfig(Settings):
     stream_shuffle_window: int = Field(
         2048, ge=0, le=1_000_000, description="streamed_shards: each rank's local shuffle buffer (rows; 0 = off)"
     )
+    stream_decode: Literal["workers", "device"] = Field(
+        "workers",
+        description="streamed_shards: decode in Ray Data tasks on CPU workers (PIL), or, for a JPEG pack, in the "
+        "training process on its device (torchvision decode_jpeg: nvJPEG on CUDA)",
+    )
     seed: int = Field(0, ge=0, lt=2**31)
 
     monitor: Literal["val", "test"] = Field(
@@ -129,6 +134,14 @@ class TrainConfig(Settings):
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
         if self.data_placement == "streamed_shards" and self.dataset != "parquet":
             raise ValueError(f"data_placement streamed_shards needs dataset 'parquet' (not '{self.dataset}')")
+        may_stream = self.data_placement == "streamed_shards" or (
+            self.data_placement == "auto" and self.dataset == "parquet"
+        )
+        if self.stream_decode == "device" and not may_stream:
+            raise ValueError(
+                f"stream_decode device needs streamed shards (data_placement streamed_shards, or auto on a parquet"
+                f" dataset), not data_placement {self.data_placement} on dataset '{self.dataset}'"
+            )
         try:
             params = get_method(self.method).Params.model_validate(self.method_params)
         except ValidationError as err:

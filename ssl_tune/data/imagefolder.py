@@ -44,8 +44,13 @@ class FolderListing:
 
 def fit_image(img: Image.Image, size: int) -> torch.Tensor:
     """An open image as uint8 (3, size, size): RGB, shorter side resized to `size`, centre-cropped."""
-    x = v2.functional.pil_to_tensor(img.convert("RGB"))
-    if tuple(x.shape[1:]) != (size, size):
+    return fit_tensor(v2.functional.pil_to_tensor(img.convert("RGB")), size)
+
+
+def fit_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> (..., 3, size, size) on its device: shorter side resized to `size` (bilinear,
+    antialiased), centre-cropped; unchanged when it is size x size already."""
+    if tuple(x.shape[-2:]) != (size, size):
         x = v2.functional.center_crop(v2.functional.resize(x, [size], antialias=True), [size])
     return x
 

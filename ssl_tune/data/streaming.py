@@ -5,6 +5,8 @@ Ray Data.
   JPEG bytes -> uint8, resized to the run's image size) runs in Ray Data `map_batches` tasks on CPU workers; the
   training process receives uint8 (N, 3, H, W) batches and the run's batched view generator makes the views on
   the device, as for in-memory data.
+- `stream_decode: device` (JPEG packs): the tasks only filter rows and pass the JPEG bytes on; the training
+  process decodes each batch on its device (`device_decode`: nvJPEG on CUDA) into the same uint8 batches.
 - A multi-worker trial passes the dataset to `TorchTrainer(datasets={"train": ...})`; each rank iterates its
   `ray.train.get_dataset_shard("train")` (Ray Train splits it with `streaming_split(world_size, equal=True)`):
   in an epoch every image reaches at most one rank, and each rank takes as many rows, so all but less than one
@@ -33,11 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from ssl_tune.data.base import ImageData
+from ssl_tune.data.device_decode import decode_jpegs
 from ssl_tune.data.parquet import (
+    JPEG,
     BadRow,
     CorruptImage,
     Manifest,
@@ -93,10 +98,17 @@ def streams_shards(cfg: TrainConfig) -> bool:
     if cfg.data_placement == STREAMED_SHARDS:
         return True  # the config refuses it for any dataset but parquet
     if cfg.data_placement != "auto" or cfg.dataset != "parquet":
-        return False
+        return False  # the config refuses stream_decode device here
     _, _, manifest = _open(cfg)
     size = cfg.image_size or manifest.image_size
-    return decoded_gb(_train_rows(cfg, manifest), size) > cfg.host_data_limit_gb
+    gb = decoded_gb(_train_rows(cfg, manifest), size)
+    if gb <= cfg.host_data_limit_gb and cfg.stream_decode == "device":
+        raise UsageError(
+            f"stream_decode device streams only, and data_placement auto keeps this train split in memory ({gb:.2g}"
+            f" GB decoded, host_data_limit_gb {cfg.host_data_limit_gb:g}): set data_placement streamed_shards, or"
+            " stream_decode workers"
+        )
+    return gb > cfg.host_data_limit_gb
 
 
 # --- the plan every rank shares ---------------------------------------------------------------------
@@ -117,6 +129,7 @@ class ShardPlan:
     firsts: tuple[int, ...] = ()  # the split index of each file's first row
     skip_corrupt: bool = False  # leave out (and count) images that do not decode, instead of stopping
     run_id: str = ""  # names this plan's Ray actor that counts the skipped images
+    on_device: bool = False  # stream_decode device: JPEG bytes streamed, decoded in the training process
 
     @property
     def num_train(self) -> int:
@@ -136,6 +149,11 @@ def shard_plan(cfg: TrainConfig) -> ShardPlan:
     if cfg.dataset != "parquet":
         raise UsageError(f"data_placement {STREAMED_SHARDS} needs dataset 'parquet' (not '{cfg.dataset}')")
     fs, root, manifest = _open(cfg)
+    encoding = manifest.encodings.get("train")
+    if cfg.stream_decode == "device" and encoding != JPEG:
+        raise UsageError(
+            f"stream_decode device needs a JPEG pack ({cfg.data_dir} train images are {encoding}); use workers"
+        )
     rows_used = _train_rows(cfg, manifest)
     taken = select_rows(manifest.splits["train"], rows_used)
     # a missing shard or one of another schema: one line now, before Ray Data starts (footers only)
@@ -161,6 +179,7 @@ def shard_plan(cfg: TrainConfig) -> ShardPlan:
         tuple(shard.first for shard, _ in taken),
         cfg.skip_corrupt,
         uuid.uuid4().hex[:12] if cfg.skip_corrupt else "",
+        cfg.stream_decode == "device",
     )
 
 
@@ -232,12 +251,22 @@ def skip_counter(plan: ShardPlan) -> Any:
     return actor.remote()
 
 
+def _streamed(index: np.ndarray, plan: ShardPlan) -> np.ndarray:
+    """Which of these train indices the stream trains on: below `plan.rows_used` (train_subset), not held out."""
+    return (index < plan.rows_used) & ~np.isin(index, np.asarray(plan.held_out, np.int64))
+
+
+def _corrupt(plan: ShardPlan, index: int, reason: str) -> UsageError:
+    shard, row = plan.where(index)
+    return UsageError(f"{BadRow(shard, row, index, reason)} (skip_corrupt: true leaves such images out)")
+
+
 def decode_batch(batch: dict[str, np.ndarray], plan: ShardPlan) -> dict[str, np.ndarray]:
     """A Ray Data batch of packed rows -> {"index": int64 (n,), "image": uint8 (n, 3, size, size)}: the rows
     below `plan.rows_used` (train_subset) that are not held out. An image that does not decode raises
     UsageError naming its shard and row, or with `plan.skip_corrupt` is left out and counted."""
     index = batch["index"].astype(np.int64)
-    keep = (index < plan.rows_used) & ~np.isin(index, np.asarray(plan.held_out, np.int64))
+    keep = _streamed(index, plan)
     images, kept, skipped = [], [], 0
     for i, data, k in zip(index, batch["image"], keep, strict=True):
         if not k:
@@ -246,10 +275,8 @@ def decode_batch(batch: dict[str, np.ndarray], plan: ShardPlan) -> dict[str, np.
             images.append(decode_image(data or b"", plan.image_size).transpose(2, 0, 1))
             kept.append(i)
         except CorruptImage as err:
-            shard, row = plan.where(int(i))
             if not plan.skip_corrupt:
-                bad = BadRow(shard, row, int(i), str(err))
-                raise UsageError(f"{bad} (skip_corrupt: true leaves such images out)") from None
+                raise _corrupt(plan, int(i), str(err)) from None
             skipped += 1
     if skipped:
         import ray
@@ -258,6 +285,12 @@ def decode_batch(batch: dict[str, np.ndarray], plan: ShardPlan) -> dict[str, np.
     size = plan.image_size
     out = np.stack(images) if images else np.empty((0, 3, size, size), np.uint8)
     return {"index": np.asarray(kept, np.int64), "image": out}
+
+
+def filter_batch(table: pa.Table, plan: ShardPlan) -> pa.Table:
+    """stream_decode device: a Ray Data batch of packed rows -> its rows that `decode_batch` would keep, the
+    image column still JPEG bytes (the training process decodes them)."""
+    return table.filter(pa.array(_streamed(table.column("index").to_numpy().astype(np.int64), plan)))
 
 
 def file_order(n_files: int, seed: int, epoch: int) -> list[int]:
@@ -280,8 +313,11 @@ def build_dataset(plan: ShardPlan, seed: int, epoch: int | None = None) -> ray.d
         files, shuffle = [plan.files[i] for i in file_order(len(plan.files), seed, epoch)], None
     ds = ray.data.read_parquet(files, filesystem=plan.filesystem(), partitioning=None, shuffle=shuffle)
     ds = ds.select_columns(["index", "image"])
-    rows = max(1, min(DECODE_BATCH, BLOCK_BYTES // (3 * plan.image_size**2)))  # one decode call: one block
-    ds = ds.map_batches(decode_batch, fn_kwargs={"plan": plan}, batch_size=rows, batch_format="numpy")
+    if plan.on_device:  # the JPEG bytes pass through, filtered
+        ds = ds.map_batches(filter_batch, fn_kwargs={"plan": plan}, batch_size=DECODE_BATCH, batch_format="pyarrow")
+    else:
+        rows = max(1, min(DECODE_BATCH, BLOCK_BYTES // (3 * plan.image_size**2)))  # one decode call: one block
+        ds = ds.map_batches(decode_batch, fn_kwargs={"plan": plan}, batch_size=rows, batch_format="numpy")
     ds.context.target_max_block_size = BLOCK_BYTES
     ds.context.print_on_execution_start = False
     ds.context.raise_original_map_exception = True  # a corrupt image's UsageError, not Ray's wrapper
@@ -339,7 +375,9 @@ class ShardBatches:
 
     `shard` is the rank's `ray.train.get_dataset_shard("train")` in a multi-worker trial; without it (one
     process) each epoch builds its own ordered dataset (`build_dataset(plan, seed, epoch)`). `last_ids` holds
-    the image ids of the last epoch, in the order they were trained on.
+    the image ids of the last epoch, in the order they were trained on. With `plan.on_device` the batches come
+    as JPEG bytes and are decoded here, on `device`; an image left out (skip_corrupt) is made up from the next
+    batch, so that every batch still holds local_batch images.
     """
 
     placement = STREAMED_SHARDS
@@ -377,22 +415,45 @@ class ShardBatches:
             prefetch_batches=2,
         )
         seen: list[np.ndarray] = []
+        refill = _Refill(self.local_batch)
         self.peak_anon_mb = self.peak_shmem_mb = 0.0
         for batch in _user_errors(batches):
             self.peak_anon_mb = max(self.peak_anon_mb, current_rss_mb("RssAnon"))
             self.peak_shmem_mb = max(self.peak_shmem_mb, current_rss_mb("RssShmem"))
             if len(seen) == self.steps:  # an equal split gives every rank `steps` batches; more are drained
                 continue
-            seen.append(batch["index"])
-            images = torch.from_numpy(batch["image"])
-            if self.device.type == "cuda":
-                images = images.pin_memory()
-            yield images.to(self.device, non_blocking=True)
+            if self.plan.on_device:
+                full = refill.add(*self._decode(batch))
+                if full is None:
+                    continue
+                ids, images = full
+            else:
+                ids, images = batch["index"], torch.from_numpy(batch["image"])
+                if self.device.type == "cuda":
+                    images = images.pin_memory()
+                images = images.to(self.device, non_blocking=True)
+            seen.append(ids)
+            yield images
         self._count_skipped(epoch)
         if len(seen) < self.steps and not self.skipped:  # images left out can shorten the epoch
             raise RuntimeError(f"rank {self.rank} got {len(seen)} of {self.steps} batches in epoch {epoch}")
         self.last_ids = np.concatenate(seen) if seen else np.empty(0, np.int64)
         _log_epoch(epoch, self.rank, self.last_ids, self.peak_anon_mb, self.peak_shmem_mb)
+
+    def _decode(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:
+        """stream_decode device: a batch of JPEG bytes -> its ids and its images decoded on the device. An image
+        that does not decode raises UsageError naming its shard and row, or with skip_corrupt is left out (and
+        counted, as the decode tasks count theirs)."""
+        index = batch["index"].astype(np.int64)
+        images, bad = decode_jpegs(list(batch["image"]), self.plan.image_size, self.device)
+        if bad and not self.plan.skip_corrupt:
+            position, reason = bad[0]
+            raise _corrupt(self.plan, int(index[position]), reason)
+        if bad:
+            import ray
+
+            ray.get(self._counter.add.remote(len(bad)))
+        return np.delete(index, [position for position, _ in bad]), images
 
     def _count_skipped(self, epoch: int) -> None:
         """With skip_corrupt: how many images the epoch left out (all ranks), printed once, by rank 0."""
@@ -409,6 +470,25 @@ class ShardBatches:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+class _Refill:
+    """Regroups decoded (ids, images) into batches of exactly `size`: what is over waits for the next batch."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.ids = np.empty(0, np.int64)
+        self.images: torch.Tensor | None = None
+
+    def add(self, ids: np.ndarray, images: torch.Tensor) -> tuple[np.ndarray, torch.Tensor] | None:
+        """A full batch, or None while fewer than `size` images wait."""
+        if self.images is not None:  # only after an image was left out
+            ids, images = np.concatenate([self.ids, ids]), torch.cat([self.images, images])
+        if len(ids) < self.size:
+            self.ids, self.images = ids, images
+            return None
+        self.ids, self.images = ids[self.size :], images[self.size :] if len(ids) > self.size else None
+        return ids[: self.size], images[: self.size]
 
 
 def _user_errors(batches: Iterator[Any]) -> Iterator[Any]:
