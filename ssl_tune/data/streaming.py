@@ -373,11 +373,12 @@ def peak_rss_mb() -> float:
 class ShardBatches:
     """One rank's uint8 batches, streamed: `epoch_batches(epoch)` yields `steps` (local_batch, 3, H, W) batches.
 
-    `shard` is the rank's `ray.train.get_dataset_shard("train")` in a multi-worker trial; without it (one
-    process) each epoch builds its own ordered dataset (`build_dataset(plan, seed, epoch)`). `last_ids` holds
-    the image ids of the last epoch, in the order they were trained on. With `plan.on_device` the batches come
-    as JPEG bytes and are decoded here, on `device`; an image left out (skip_corrupt) is made up from the next
-    batch, so that every batch still holds local_batch images.
+    `shard` is the rank's `ray.train.get_dataset_shard("train")` in a multi-worker trial (one of `world`);
+    without it (one process) each epoch builds its own ordered dataset (`build_dataset(plan, seed, epoch)`).
+    `last_ids` holds the image ids of the last epoch, in the order they were trained on. Images skipped as
+    corrupt can shorten an epoch: to `(num_train - skipped) // (world * local_batch)` batches, on every rank.
+    With `plan.on_device` the batches come as JPEG bytes and are decoded here, on `device`; an image left out
+    (skip_corrupt) is made up from the next batch, so that every batch still holds local_batch images.
     """
 
     placement = STREAMED_SHARDS
@@ -392,9 +393,10 @@ class ShardBatches:
         local_batch: int,
         steps: int,
         shard: Any = None,
+        world: int = 1,
     ) -> None:
         self.plan, self.seed, self.device, self.rank = plan, seed, device, rank
-        self.local_batch, self.steps, self.shard = local_batch, steps, shard
+        self.local_batch, self.steps, self.shard, self.world = local_batch, steps, shard, world
         self.last_ids = np.empty(0, np.int64)
         self.peak_anon_mb = self.peak_shmem_mb = 0.0  # sampled at each batch of the last epoch
         self.skipped = 0  # corrupt images left out in the last epoch, by all ranks (skip_corrupt)
@@ -435,8 +437,10 @@ class ShardBatches:
             seen.append(ids)
             yield images
         self._count_skipped(epoch)
-        if len(seen) < self.steps and not self.skipped:  # images left out can shorten the epoch
-            raise RuntimeError(f"rank {self.rank} got {len(seen)} of {self.steps} batches in epoch {epoch}")
+        # the split is equal: every rank gets (num_train - skipped) // world rows, whole batches of them
+        expected = min(self.steps, (self.plan.num_train - self.skipped) // (self.world * self.local_batch))
+        if len(seen) < expected:
+            raise RuntimeError(f"rank {self.rank} got {len(seen)} of {expected} batches in epoch {epoch}")
         self.last_ids = np.concatenate(seen) if seen else np.empty(0, np.int64)
         _log_epoch(epoch, self.rank, self.last_ids, self.peak_anon_mb, self.peak_shmem_mb)
 
@@ -456,7 +460,9 @@ class ShardBatches:
         return np.delete(index, [position for position, _ in bad]), images
 
     def _count_skipped(self, epoch: int) -> None:
-        """With skip_corrupt: how many images the epoch left out (all ranks), printed once, by rank 0."""
+        """With skip_corrupt: how many images the epoch left out (all ranks), printed once, by rank 0. Read when
+        this rank's stream has ended: Ray Data ends a split only once every decode task of the epoch has
+        finished (and counted), and the next epoch's decoding waits for every rank to start it."""
         if self._counter is None:
             return
         import ray

@@ -116,6 +116,9 @@ class TrainingRun:
             self.train_source = place_images(train_images, self.device, cfg.data_placement, cfg.device_data_limit_gb)
             self.eval_images = self.train_source.images  # the bank and RankMe read the first of them
         else:
+            if stream.on_device and stream.skip_corrupt and self.dist.world_size > 1:
+                # ranks split the rows before decoding and would skip different counts: unequal steps under DDP
+                raise UsageError("stream_decode device with skip_corrupt needs one worker (or stream_decode workers)")
             self.train_source = ShardBatches(
                 stream,
                 seed=cfg.seed,
@@ -124,6 +127,7 @@ class TrainingRun:
                 local_batch=self.local_batch,
                 steps=self.steps_per_epoch,
                 shard=stream_shard,
+                world=self.dist.world_size,
             )
             self.eval_images = train_images  # the eval subset less its validation queries, in host memory
         self.placement = self.train_source.placement
@@ -315,6 +319,7 @@ class TrainingRun:
         sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, embedding std
         extras: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
+        steps = 0  # steps_per_epoch, or fewer when streamed images were skipped as corrupt (equal on all ranks)
         for i, images in enumerate(source):
             step = (epoch - 1) * self.steps_per_epoch + i
             progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
@@ -322,6 +327,7 @@ class TrainingRun:
             sums += torch.stack([out.loss.detach().double(), embedding_std(out.embedding).double()])
             for k, v in out.extras.items():
                 extras[k] = extras.get(k, 0) + v.detach().double()
+            steps += 1
             if on_step:
                 on_step(i)
         if self.dist.world_size > 1:
@@ -331,7 +337,7 @@ class TrainingRun:
             sums = packed[:2]
             extras = dict(zip(extras, packed[2:], strict=True))
         train_time = time.perf_counter() - start
-        loss, std = (sums / self.steps_per_epoch).tolist()
+        loss, std = (sums / max(steps, 1)).tolist()
         self.epoch = epoch
 
         status = TrialStatus.OK if math.isfinite(loss) else TrialStatus.DIVERGED
@@ -353,13 +359,13 @@ class TrainingRun:
             lr=self.optimizer.param_groups[0]["lr"],
             epoch_time_s=train_time + eval_time,
             eval_time_s=eval_time,
-            images_per_s=self.steps_per_epoch * self.cfg.batch_size / train_time,
+            images_per_s=steps * self.cfg.batch_size / train_time,
             embedding_std=finite(std),
             embedding_std_ratio=finite(std_ratio),
             embedding_rank=finite(rank),
             weight_norm=self._weight_norm(),
             status=status,
-            extras={k: float(v) / self.steps_per_epoch for k, v in extras.items()},
+            extras={k: float(v) / max(steps, 1) for k, v in extras.items()},
             **values,
         )
         self.history.append(metrics)

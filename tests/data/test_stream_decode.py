@@ -51,14 +51,6 @@ def jpeg_pack(tmp_path_factory) -> Path:
     return root / "packed"
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 def config(location: Path, **overrides):
     base = {"dataset": "parquet", "data_dir": str(location), "data_placement": "streamed_shards"}
     base |= {"monitor": "val", "val_size": VAL, "stream_eval_subset": EVAL, "batch_size": BATCH}

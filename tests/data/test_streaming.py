@@ -6,9 +6,12 @@ size, and bad shards are refused in one line (before Ray Data starts, or by shar
 from __future__ import annotations
 
 import io
+import itertools
+import re
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,10 +33,11 @@ from ssl_tune.data.streaming import (
     shard_plan,
     streams_shards,
 )
+from ssl_tune.engine.collapse import embedding_std
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.errors import UsageError
 from tests.data.test_parquet_bad_input import refused
-from tests.helpers import TINY_FIXED
+from tests.helpers import TINY_FIXED, small_params
 
 TRAIN, SHARD = 480, 60  # 8 train shards of 32 px CIFAR-10 images
 VAL, EVAL = 48, 160  # validation queries held out of the stream, among the first EVAL images
@@ -60,18 +64,10 @@ def config(packed: Path, **overrides):
     return build_config({**base, "data_placement": "streamed_shards", "stream_eval_subset": EVAL, **overrides})
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 def source(plan, *, rank: int = 0, world: int = 1, shard=None, seed: int = 0, batch: int = BATCH) -> ShardBatches:
-    steps = plan.num_train // batch
+    steps, local = plan.num_train // batch, batch // world
     return ShardBatches(
-        plan, seed=seed, device=torch.device("cpu"), rank=rank, local_batch=batch // world, steps=steps, shard=shard
+        plan, seed=seed, device=torch.device("cpu"), rank=rank, local_batch=local, steps=steps, shard=shard, world=world
     )
 
 
@@ -140,6 +136,30 @@ def test_decoding_png_and_jpeg_matches_pil_filters_and_names_a_corrupt_image(cif
         decode_batch({"index": np.arange(4), "image": np.array(stored, dtype=object)}, plan)
 
 
+def test_an_epoch_shortened_by_skipped_images_reports_the_means_of_the_steps_it_took(monkeypatch):
+    """Images skipped as corrupt can leave a streamed epoch a batch short (on every rank alike): its loss and
+    embedding std are means over the steps it took, not over steps_per_epoch (low, and read as a collapse)."""
+    cfg = build_config(
+        {"method": "simsiam", "backbone": "resnet_tiny", "batch_size": 16, "epochs": 1, "device": "cpu",
+         "image_size": 16, "train_subset": 80, "test_subset": 16, "method_params": small_params("simsiam")}
+    )  # fmt: skip
+    run = TrainingRun(cfg, load_data("synthetic", image_size=16, train_subset=80, test_subset=16))
+    run.initial_metrics()
+    full, step, taken = run.train_source.batches, run.train_step, []
+    monkeypatch.setattr(run.train_source, "batches", lambda order: itertools.islice(full(order), 3))
+
+    def recorded(views, progress):
+        out = step(views, progress)
+        taken.append((float(out.loss), float(embedding_std(out.embedding))))
+        return out
+
+    monkeypatch.setattr(run, "train_step", recorded)
+    metrics = run.train_epoch()
+    assert len(taken) == 3 < run.steps_per_epoch
+    assert metrics.loss == pytest.approx(np.mean([t[0] for t in taken]), rel=1e-5)
+    assert metrics.embedding_std == pytest.approx(np.mean([t[1] for t in taken]), rel=1e-5)
+
+
 @pytest.mark.parametrize("damage", ["missing", "schema"])
 def test_a_bad_shard_is_refused_in_one_line_before_ray_data_starts(copy, tmp_path, capsys, monkeypatch, damage):
     ray_data = pytest.importorskip("ray.data")
@@ -163,37 +183,70 @@ def test_a_bad_shard_is_refused_in_one_line_before_ray_data_starts(copy, tmp_pat
 
 
 @pytest.mark.slow
-def test_two_ranks_see_each_image_at_most_once_and_all_but_one_global_batch(packed, ray_local):
-    plan = shard_plan(config(packed))
-    assert plan.num_train == TRAIN - VAL and len(plan.held_out) == VAL and max(plan.held_out) < EVAL
-    reference = load_data("parquet", str(packed), with_test=False).train_images
+def test_two_ranks_see_each_image_at_most_once_and_all_but_one_global_batch(packed, copy, ray_local, capsys):
+    """Two ranks as Ray Train runs them, on shards with corrupt images. With skip_corrupt they are left out and
+    counted for all ranks, printed once per epoch; they shorten the epoch by a batch, equally on both ranks.
+    Without it both ranks stop at one, named by shard and row."""
+    subset = TRAIN - 47  # 385 streamed images: 6 global batches and 1 spare, so skipping 3 shortens the epoch
+    corrupt = {"part-00003": (20,), "part-00005": (5,), "part-00007": (0, 30)}  # indices 200, 305, 420; 450
+    for name, rows in corrupt.items():
+        corrupt_rows(copy / "train" / f"{name}.parquet", rows)
+    bad = {200, 305, 420}  # 450 is past train_subset: not streamed, not counted
+    plan = shard_plan(config(copy, train_subset=subset, skip_corrupt=True))
+    assert plan.num_train == subset - VAL and len(plan.held_out) == VAL and max(plan.held_out) < EVAL
+    assert (plan.num_train - len(bad)) // BATCH < plan.num_train // BATCH
+    reference = load_data("parquet", str(packed), with_test=False).train_images  # the packed pixels, undamaged
     splits = build_dataset(plan, seed=0).streaming_split(2, equal=True)  # what Ray Train does for 2 workers
     ranks = [source(plan, rank=r, world=2, shard=splits[r]) for r in range(2)]
     firsts: dict[tuple[int, int], torch.Tensor] = {}
     for epoch in (1, 2):
-        seen: dict[int, np.ndarray] = {}
-
-        def consume(r: int, epoch: int = epoch, seen: dict = seen) -> None:
-            for i, images in enumerate(ranks[r].epoch_batches(epoch)):
-                if i == 0:
-                    firsts[epoch, r] = images
-            seen[r] = ranks[r].last_ids
-
-        threads = [threading.Thread(target=consume, args=(r,)) for r in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert set(seen) == {0, 1}, "a rank did not finish its epoch"
+        seen = consume_in_threads(ranks, epoch, firsts)
+        assert set(seen) == {0, 1}, f"a rank did not finish its epoch: {seen}"
         both = np.concatenate([seen[0], seen[1]])
-        assert len(seen[0]) == len(seen[1]) == (plan.num_train // BATCH) * BATCH // 2
+        assert not set(both.tolist()) & bad, "a corrupt image was trained on"
+        assert len(seen[0]) == len(seen[1]) == ((plan.num_train - len(bad)) // BATCH) * BATCH // 2
         assert len(np.unique(both)) == len(both), "an image reached two ranks, or one rank twice"
         assert not set(both.tolist()) & set(plan.held_out), "a validation query was trained on"
-        assert plan.num_train - len(both) < BATCH
+        assert plan.num_train - len(bad) - len(both) < BATCH
+        # the epoch's skips, counted once for all ranks: each rank knows them, rank 0 prints them
+        assert [r.skipped for r in ranks] == [len(bad)] * 2
+        err = [line for line in capsys.readouterr().err.splitlines() if "corrupt" in line]
+        assert err == [f"ssl-tune: epoch {epoch}: skipped {len(bad)} corrupt image(s) in {copy} (skip_corrupt)"]
         # the pixels are the packed ones
         ids = torch.from_numpy(seen[0][: BATCH // 2])
         assert torch.equal(firsts[epoch, 0], reference[ids])
     assert not torch.equal(firsts[1, 0], firsts[2, 0]), "epoch 2 repeated epoch 1's order"
+
+    plan = shard_plan(config(copy, train_subset=subset))
+    splits = build_dataset(plan, seed=0).streaming_split(2, equal=True)
+    errors = consume_in_threads([source(plan, rank=r, world=2, shard=splits[r]) for r in range(2)], 1, {})
+    where = ["part-00003.parquet row 20 (index 200)", "part-00005.parquet row 5 (index 305)"]
+    where.append("part-00007.parquet row 0 (index 420)")
+    named = "|".join(re.escape(f"{copy}/train/{row}: corrupt image:") for row in where)
+    assert sorted(errors) == [0, 1] and all(re.match(named, str(e)) for e in errors.values()), errors
+    assert all(type(e) is UsageError and "\n" not in str(e) for e in errors.values()), errors
+
+
+def consume_in_threads(ranks: list[ShardBatches], epoch: int, firsts: dict) -> dict[int, Any]:
+    """Run an epoch on each rank at once (Ray Train's workers): rank -> its ids, or the error it raised.
+    Keeps each rank's first batch in `firsts[epoch, rank]`."""
+    out: dict[int, Any] = {}
+
+    def consume(r: int) -> None:
+        try:
+            for i, images in enumerate(ranks[r].epoch_batches(epoch)):
+                if i == 0:
+                    firsts[epoch, r] = images
+            out[r] = ranks[r].last_ids
+        except Exception as err:
+            out[r] = err
+
+    threads = [threading.Thread(target=consume, args=(r,)) for r in range(len(ranks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return out
 
 
 @pytest.mark.slow
