@@ -201,7 +201,7 @@ def test_two_ranks_see_each_image_at_most_once_and_all_but_one_global_batch(pack
     firsts: dict[tuple[int, int], torch.Tensor] = {}
     for epoch in (1, 2):
         seen = consume_in_threads(ranks, epoch, firsts)
-        assert set(seen) == {0, 1}, f"a rank did not finish its epoch: {seen}"
+        assert all(isinstance(seen.get(r), np.ndarray) for r in range(2)), f"a rank did not finish its epoch: {seen}"
         both = np.concatenate([seen[0], seen[1]])
         assert not set(both.tolist()) & bad, "a corrupt image was trained on"
         assert len(seen[0]) == len(seen[1]) == ((plan.num_train - len(bad)) // BATCH) * BATCH // 2
