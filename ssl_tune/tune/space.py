@@ -135,6 +135,7 @@ class SweepSettings(Settings):
     budget_epochs: int | None = Field(
         None,
         ge=1,
+        le=1_000_000_000,
         description="stop the sweep, running trials included, once its trials have trained this many epochs in "
         "all (epoch 0 not counted); num_samples still caps the trials",
     )
