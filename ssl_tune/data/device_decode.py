@@ -31,11 +31,10 @@ def decode_jpegs(
         except torch.OutOfMemoryError:
             raise
         except RuntimeError:
-            decoded, kept = [], []
+            decoded = []
             for i in good:
                 try:
                     decoded.append(decode_jpeg(encoded[i], mode=ImageReadMode.RGB, device=device))  # type: ignore[arg-type]
-                    kept.append(i)
                 except torch.OutOfMemoryError:
                     raise
                 except RuntimeError as err:
