@@ -67,6 +67,7 @@ class EpochMetrics:
     embedding_std_ratio: float | None = None
     embedding_rank: float | None = None
     weight_norm: float | None = None
+    skipped_images: int | None = None  # corrupt images a streamed epoch left out, on all ranks (skip_corrupt)
     extras: dict[str, float] = field(default_factory=dict)  # a method's own signals, e.g. teacher_entropy
 
     def to_dict(self) -> dict[str, Any]:

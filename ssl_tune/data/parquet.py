@@ -40,7 +40,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 from ssl_tune.data.base import DataRequest, ImageData, register_dataset
 from ssl_tune.data.imagefolder import IMAGENET_STATS, UNLABELED, FolderListing, fit_image
@@ -566,26 +565,16 @@ def read_dataset(
     if with_test and manifest.splits["test"]:  # every rank evaluates on all of it
         test_rows = select_rows(manifest.splits["test"], test_subset, split="test")
     check_shards(fs, root, location, [s for s, _ in train_rows + test_rows])
-    train_x, train_y, skipped = read_rows(
-        fs, root, location, train_rows, manifest.image_size, skip_corrupt=skip_corrupt
-    )
+    size = image_size or manifest.image_size  # each image decoded straight to it, as the stream decodes
+    train_x, train_y, skipped = read_rows(fs, root, location, train_rows, size, skip_corrupt=skip_corrupt)
     test_x = test_y = None
     if test_rows:
-        test_x, test_y, n = read_rows(fs, root, location, test_rows, manifest.image_size, skip_corrupt=skip_corrupt)
+        test_x, test_y, n = read_rows(fs, root, location, test_rows, size, skip_corrupt=skip_corrupt)
         skipped += n
     if skipped:
         print(f"ssl-tune: skipped {skipped} corrupt image(s) in {location} (skip_corrupt)", file=sys.stderr)
-    if image_size is not None and image_size != manifest.image_size:
-        train_x = resize_images(train_x, image_size)
-        test_x = None if test_x is None else resize_images(test_x, image_size)
     labels = train_y if manifest.labeled else None
     return ImageData(train_x, labels, test_x, test_y, manifest.num_classes, manifest.mean, manifest.std)
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> (N, 3, size, size): shorter side resized, centre-cropped, in chunks."""
-    chunks = [TF.center_crop(TF.resize(c, [size], antialias=True), [size]) for c in images.split(1024)]
-    return torch.cat(chunks)
 
 
 # --- checking --------------------------------------------------------------------------------------

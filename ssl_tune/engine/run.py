@@ -364,6 +364,7 @@ class TrainingRun:
             embedding_std_ratio=finite(std_ratio),
             embedding_rank=finite(rank),
             weight_norm=self._weight_norm(),
+            skipped_images=self.train_source.skipped if self.placement == STREAMED_SHARDS else None,
             status=status,
             extras={k: float(v) / max(steps, 1) for k, v in extras.items()},
             **values,

@@ -156,14 +156,13 @@ def run_sweep(request: SweepRequest) -> SweepResult:
     """Run (or resume) a sweep to completion; returns a summary of the best trial."""
     prepared = prepare(request)
     space, sweep_dir = prepared.space, prepared.sweep_dir
-    if not request.resume:
-        record = {"space": space.model_dump(mode="json"), "data_dir": prepared.data_dir, "name": prepared.name}
-        record["tracking"] = request.tracking.to_dict()  # Tune restores its callbacks, trackers included
-        write_text(join(sweep_dir, SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
-
     with ray_cluster(request.address, request.verbose) as local:
         import ray
 
+        if not request.resume:  # only once the cluster is usable: a refused sweep leaves no directory
+            record = {"space": space.model_dump(mode="json"), "data_dir": prepared.data_dir, "name": prepared.name}
+            record["tracking"] = request.tracking.to_dict()  # Tune restores its callbacks, trackers included
+            write_text(join(sweep_dir, SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
         tuner = _tuner(prepared, request, local)
         started = time.time()
         try:
@@ -257,9 +256,11 @@ def _require_state_api(address: str) -> None:
 
         list_nodes(address=address, limit=1, timeout=30)  # this cluster's, not another local one's
     except Exception as err:
+        first_line = (str(err).splitlines() or [""])[0]
         raise UsageError(
             "Ray's dashboard/state API is unavailable, and without it Ray Train leaks the placement groups of "
-            f"finished trials and later trials hang: install ray[default] ({type(err).__name__}: {err})"
+            "finished trials and later trials hang: install ray[default], and start a cluster with its dashboard "
+            f"(ray start --include-dashboard=true) ({type(err).__name__}: {first_line})"
         ) from None
 
 

@@ -8,14 +8,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from ssl_tune.cli import main
-from ssl_tune.data import load_data
-from ssl_tune.data.parquet import read_dataset, resolve_location, write_dataset
+from ssl_tune.data import load_data, parquet
+from ssl_tune.data.parquet import decode_image, read_dataset, resolve_location, write_dataset
 from ssl_tune.errors import UsageError
 from tests.helpers import SMALL_SIMSIAM
 
@@ -56,6 +57,19 @@ def test_pack_then_read_gives_identical_pixels_and_labels(packed, cifar_subset, 
     small = load_data("parquet", str(packed), train_subset=250, test_subset=50)
     assert torch.equal(small.train_images, cifar_subset.train_images[:250])
     assert torch.equal(small.test_labels, cifar_subset.test_labels[:50])
+
+
+def test_a_smaller_image_size_decodes_each_image_straight_to_it(packed, monkeypatch):
+    """As the stream decodes (one resize from the stored bytes): never the whole split at the packed size first
+    (2,000 eval images of a 320 px pack, decoded at 320 px before resizing, took a rank's RSS to 2.8 GiB)."""
+    table = pq.read_table(packed / "train" / "part-00000.parquet")
+    expected = [decode_image(data, 20) for data in table.column("image").to_pylist()[:30]]
+    sizes = []
+    monkeypatch.setattr(parquet, "decode_image", lambda data, size: sizes.append(size) or decode_image(data, size))
+    small = load_data("parquet", str(packed), train_subset=30, image_size=20)
+    assert set(sizes) == {20}
+    assert small.train_images.shape == (30, 3, 20, 20) and small.test_images.shape[-1] == 20
+    assert torch.equal(small.train_images, torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2))
 
 
 def test_packing_prints_a_line_at_the_start_and_end_of_each_split(cifar_subset, tmp_path, capsys):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import re
 import shutil
 import threading
@@ -291,3 +292,6 @@ def test_ssl_tune_train_streams_stops_at_a_corrupt_image_by_shard_and_row_or_ski
     skipped = [line for line in captured.err.splitlines() if "corrupt" in line]
     assert skipped == [f"ssl-tune: epoch 1: skipped 2 corrupt image(s) in {copy} (skip_corrupt)"], captured.err
     assert (tmp_path / "skip" / "backbone.pt").is_file() and "done:" in captured.out
+    # the count is also a metric: metrics.jsonl, TensorBoard, and a sweep's trial results
+    logged = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert [row.get("skipped_images") for row in logged] == [None, 2]

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from ssl_tune.config import build_config
 from ssl_tune.data import load_data
-from ssl_tune.engine.knn import extract_features, knn_accuracy, knn_predict
+from ssl_tune.engine.knn import extract_features, feature_batch_size, knn_accuracy, knn_predict
 from ssl_tune.engine.run import TrainingRun
 
 
@@ -66,6 +66,19 @@ def test_features_are_normalised_and_mode_restored():
     assert feats.shape == (10, 6)
     torch.testing.assert_close(feats.norm(dim=1), torch.ones(10))
     assert net.training
+
+
+def test_cpu_feature_chunks_are_bounded_in_pixels_and_give_the_same_features():
+    assert feature_batch_size(torch.zeros(1, 3, 32, 32)) == 512  # small images: the GPU's chunk
+    assert feature_batch_size(torch.zeros(1, 3, 160, 160)) == 40  # 64 images at 128 px, in pixels
+    assert feature_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 96 * 96, 4))
+    images = torch.randint(0, 256, (300, 3, 96, 96), dtype=torch.uint8)
+    chunks = []
+    prepare = lambda x: chunks.append(len(x)) or x.float() / 255  # noqa: E731
+    by_default = extract_features(net, images, prepare)
+    assert chunks == [113, 113, 74]
+    torch.testing.assert_close(by_default, extract_features(net, images, prepare, batch_size=300))
 
 
 def test_run_uses_the_first_knn_bank_subset_train_images_as_its_bank():

@@ -189,23 +189,35 @@ def test_export_refuses_missing_or_unfinished_sweeps(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_two_worker_ddp_trial_gives_the_same_knn_and_weights_on_both_ranks(tmp_path):
-    """A TorchTrainer with 2 CPU workers (gloo); a Train callback records every rank's report."""
+def test_two_worker_ddp_trial_on_streamed_shards(tmp_path, cifar_dir, monkeypatch):
+    """A TorchTrainer with 2 CPU workers (gloo) on parquet shards, built as a sweep trial builds it for a
+    streamed set (`datasets={"train": ...}`; each rank iterates its `get_dataset_shard`). A Train callback
+    records every rank's report: the same kNN and weights on both ranks. $SSL_TUNE_STREAM_LOG gives the ids
+    each rank trained on: disjoint, all but less than a global batch, no validation query."""
+    import numpy as np
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ssl_tune.config import build_config
+    from ssl_tune.data.streaming import STREAM_LOG_ENV, build_dataset, shard_plan
     from ssl_tune.tune.worker import train_worker
 
-    cfg = build_config(TINY_FIXED, {"epochs": 2, "monitor": "val"})  # as a sweep trial
-    log = tmp_path / "reports.jsonl"
+    pack, batch = tmp_path / "pack", 64
+    args = ["--data-dir", str(cifar_dir), "--out", str(pack), "--train-subset", "480", "--test-subset", "50"]
+    assert main(["data", "pack", "--source", "cifar10", *args, "--shard-size", "60"]) == 0
+    layer = {"dataset": "parquet", "data_dir": str(pack), "train_subset": None, "test_subset": None}
+    layer |= {"epochs": 1, "monitor": "val", "batch_size": batch, "val_size": 48}  # as a sweep trial
+    cfg = build_config(TINY_FIXED, {**layer, "data_placement": "streamed_shards", "stream_eval_subset": 160})
+    plan, log, ids_log = shard_plan(cfg), tmp_path / "reports.jsonl", tmp_path / "ids"
+    monkeypatch.setenv(STREAM_LOG_ENV, str(ids_log))  # before ray.init: the workers inherit it
     ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
     try:
         TorchTrainer(
             train_worker,
-            train_loop_config={"config": cfg.to_yaml_dict(), "threads": 1},
-            scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+            train_loop_config={"config": cfg.to_yaml_dict(), "threads": 1, "stream": plan},
+            datasets={"train": build_dataset(plan, cfg.seed)},
+            # half a CPU each: the other CPU decodes (Ray Data's tasks)
+            scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
             run_config=ray.train.RunConfig(
                 name="ddp", storage_path=str(tmp_path / "store"), callbacks=[AllRanksRecorder(str(log))]
             ),
@@ -213,7 +225,7 @@ def test_two_worker_ddp_trial_gives_the_same_knn_and_weights_on_both_ranks(tmp_p
     finally:
         ray.shutdown()
     reports = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r[0]["epoch"] for r in reports] == [0, 1, 2]
+    assert [r[0]["epoch"] for r in reports] == [0, 1]
     for ranks in reports:
         assert len(ranks) == 2
         assert ranks[0]["val_knn_acc"] == ranks[1]["val_knn_acc"]
@@ -221,6 +233,15 @@ def test_two_worker_ddp_trial_gives_the_same_knn_and_weights_on_both_ranks(tmp_p
             assert ranks[0]["loss"] == ranks[1]["loss"]
             # each rank saw its own half of the batch; equal weights mean the gradients were all-reduced
             assert ranks[0]["weight_norm"] == ranks[1]["weight_norm"]
+    logged = [json.loads(line) for line in (ids_log / "epochs.jsonl").read_text().splitlines()]
+    for epoch in (1,):  # (a new order each epoch: tests/data/test_streaming.py)
+        pids = {e["rank"]: e["pid"] for e in logged if e["epoch"] == epoch}
+        assert sorted(pids) == [0, 1] and pids[0] != pids[1], logged
+        ids = [np.load(ids_log / f"ids-pid{pids[r]}-rank{r}-epoch{epoch}.npy") for r in (0, 1)]
+        both = np.concatenate(ids)
+        assert len(ids[0]) == len(ids[1]) == plan.num_train // batch * batch // 2
+        assert len(np.unique(both)) == len(both), "an image reached two ranks, or one rank twice"
+        assert plan.num_train - len(both) < batch and not set(both.tolist()) & set(plan.held_out)
 
 
 # --- ssl-tune confirm on the same finished sweep (after the checks above: it adds <sweep>/confirm/) -----------
