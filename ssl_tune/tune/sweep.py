@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,7 +231,13 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
         init_kwargs["resources"] = {DRIVER_RESOURCE: 1000}
     else:
         init_kwargs["address"] = address or "auto"
-    context = ray.init(**init_kwargs)
+        check_reachable(address or os.environ["RAY_ADDRESS"])
+    try:
+        context = ray.init(**init_kwargs)
+    except ConnectionError as err:  # something answers at the address, but not a Ray cluster's GCS
+        if local:
+            raise
+        raise UsageError((str(err).splitlines() or ["cannot connect to the Ray cluster"])[0]) from None
     if local:
         mark_session(context.address_info["session_dir"])
     try:
@@ -240,6 +247,18 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
     finally:
         _cluster_is_local = None
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A `host:port` (or `ray://host:port`) address must accept a TCP connection: `ray.init` would retry for
+    minutes, printing warnings. "auto" and other forms are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UsageError(f"no Ray cluster answers at {address} ({err.strerror or err})") from None
 
 
 def driver_resources() -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import yaml
 
@@ -79,6 +81,12 @@ def test_bad_space_is_refused(case, tmp_path, capsys):
     _assert_refused(code, capsys, expected, store)
 
 
+def _closed_port() -> int:
+    with socket.socket() as s:  # bound, never listening: a connection is refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 BAD_FLAGS = {
     "zero samples": (["--num-samples", "0"], "sweep.num_samples"),
     "negative samples": (["--num-samples", "-3"], "sweep.num_samples"),
@@ -88,6 +96,7 @@ BAD_FLAGS = {
     "bad --set": (["--set", "epochs=0"], "config key 'epochs'"),
     "missing space file": (["--space", "/nonexistent/space.yaml"], "cannot read config"),
     "resume of nothing": (["--resume", "--name", "ghost"], "no sweep at"),
+    "no cluster at --address": (["--address", f"127.0.0.1:{_closed_port()}"], "no Ray cluster answers at 127.0.0.1:"),
 }
 
 
