@@ -11,3 +11,8 @@ class TrainingStopped(Exception):
 
 class Interrupted(Exception):
     """The user stopped a run or sweep; its state is saved. The CLI exits 130 with how to resume."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for a one-line error."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

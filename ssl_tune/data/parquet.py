@@ -43,7 +43,7 @@ from PIL import Image
 
 from ssl_tune.data.base import DataRequest, ImageData, register_dataset
 from ssl_tune.data.imagefolder import IMAGENET_STATS, UNLABELED, FolderListing, fit_image
-from ssl_tune.errors import UsageError
+from ssl_tune.errors import UsageError, first_line
 from ssl_tune.stages import stage
 from ssl_tune.storage import require_empty_output
 
@@ -140,12 +140,8 @@ def resolve_location(location: str) -> tuple[pafs.FileSystem, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(location)
     except (pa.ArrowException, OSError, ValueError) as err:
-        raise UsageError(f"cannot open {location}: {_first_line(err)}") from err
+        raise UsageError(f"cannot open {location}: {first_line(err)}") from err
     return fs, path.rstrip("/")
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def encoding_of(data: bytes) -> str | None:
@@ -169,7 +165,7 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
                 return np.asarray(img.convert("RGB"))
             return fit_image(img, size).permute(1, 2, 0).numpy()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise CorruptImage(_first_line(err)) from None
+        raise CorruptImage(first_line(err)) from None
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -360,7 +356,7 @@ def read_source_image(path: str, size: int) -> bytes:
                 return data
             return encode_png(fit_image(img, size).permute(1, 2, 0).numpy())
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise CorruptImage(f"cannot read image {path}: {_first_line(err)}") from None
+        raise CorruptImage(f"cannot read image {path}: {first_line(err)}") from None
 
 
 def write_folder(
@@ -416,7 +412,7 @@ def read_manifest(fs: pafs.FileSystem, root: str, location: str) -> Manifest:
             f"no {MANIFEST} in {location}: not made by `ssl-tune data pack`, or the pack did not finish"
         ) from None
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read {location}/{MANIFEST}: {_first_line(err)}") from err
+        raise UsageError(f"cannot read {location}/{MANIFEST}: {first_line(err)}") from err
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise UsageError(f"{location}/{MANIFEST} is not an {FORMAT} manifest")
     if raw.get("version") not in READABLE_VERSIONS:
@@ -425,7 +421,7 @@ def read_manifest(fs: pafs.FileSystem, root: str, location: str) -> Manifest:
     try:
         return Manifest.from_json(raw)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise UsageError(f"{location}/{MANIFEST} is malformed: {_first_line(err)}") from err
+        raise UsageError(f"{location}/{MANIFEST} is malformed: {first_line(err)}") from err
 
 
 def check_shards(fs: pafs.FileSystem, root: str, location: str, shards: Iterable[Shard]) -> None:
@@ -440,7 +436,7 @@ def check_shards(fs: pafs.FileSystem, root: str, location: str, shards: Iterable
         except FileNotFoundError:
             raise UsageError(f"{where} is missing (listed in {MANIFEST})") from None
         except (OSError, pa.ArrowException) as err:
-            raise UsageError(f"cannot read {where}: {_first_line(err)}") from err
+            raise UsageError(f"cannot read {where}: {first_line(err)}") from err
         if not schema.equals(SCHEMA):
             raise UsageError(f"{where} has columns ({_describe(schema)}), not the packed ({_describe(SCHEMA)})")
         if meta.num_rows != shard.rows:
@@ -497,7 +493,7 @@ def _read_shard(
     except FileNotFoundError:
         raise UsageError(f"{where} is missing (listed in {MANIFEST})") from None
     except (OSError, pa.ArrowException) as err:
-        raise UsageError(f"cannot read {where}: {_first_line(err)}") from err
+        raise UsageError(f"cannot read {where}: {first_line(err)}") from err
     index = table.column("index").to_numpy()
     if len(index) != n or not np.array_equal(index, np.arange(shard.first, shard.first + n)):
         raise UsageError(f"{where} does not hold rows {shard.first}..{shard.first + n - 1} of its split")

@@ -25,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 
 from ssl_tune.config import deep_merge, describe_validation_error, parse_set
-from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.errors import Interrupted, UsageError, first_line
 from ssl_tune.metrics import RANKME, SELECTION_MODE, VAL_KNN
 from ssl_tune.storage import absolute, exists, is_uri, join, read_text, write_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
@@ -237,7 +237,7 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[bool]:
     except ConnectionError as err:  # something answers at the address, but not a Ray cluster's GCS
         if local:
             raise
-        raise UsageError((str(err).splitlines() or ["cannot connect to the Ray cluster"])[0]) from None
+        raise UsageError(first_line(err)) from None
     if local:
         mark_session(context.address_info["session_dir"])
     try:
@@ -256,7 +256,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     if not sep or not port.isdigit():
         return
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as err:
         raise UsageError(f"no Ray cluster answers at {address} ({err.strerror or err})") from None
 
@@ -275,11 +275,10 @@ def _require_state_api(address: str) -> None:
 
         list_nodes(address=address, limit=1, timeout=30)  # this cluster's, not another local one's
     except Exception as err:
-        first_line = (str(err).splitlines() or [""])[0]
         raise UsageError(
             "Ray's dashboard/state API is unavailable, and without it Ray Train leaks the placement groups of "
             "finished trials and later trials hang: install ray[default], and start a cluster with its dashboard "
-            f"(ray start --include-dashboard=true) ({type(err).__name__}: {first_line})"
+            f"(ray start --include-dashboard=true) ({type(err).__name__}: {first_line(err)})"
         ) from None
 
 

@@ -206,7 +206,7 @@ def test_two_worker_ddp_trial_on_streamed_shards(tmp_path, cifar_dir, monkeypatc
     args = ["--data-dir", str(cifar_dir), "--out", str(pack), "--train-subset", "480", "--test-subset", "50"]
     assert main(["data", "pack", "--source", "cifar10", *args, "--shard-size", "60"]) == 0
     layer = {"dataset": "parquet", "data_dir": str(pack), "train_subset": None, "test_subset": None}
-    layer |= {"epochs": 1, "monitor": "val", "batch_size": batch, "val_size": 48}  # as a sweep trial
+    layer |= {"epochs": 2, "monitor": "val", "batch_size": batch, "val_size": 48}  # as a sweep trial
     cfg = build_config(TINY_FIXED, {**layer, "data_placement": "streamed_shards", "stream_eval_subset": 160})
     plan, log, ids_log = shard_plan(cfg), tmp_path / "reports.jsonl", tmp_path / "ids"
     monkeypatch.setenv(STREAM_LOG_ENV, str(ids_log))  # before ray.init: the workers inherit it
@@ -225,7 +225,7 @@ def test_two_worker_ddp_trial_on_streamed_shards(tmp_path, cifar_dir, monkeypatc
     finally:
         ray.shutdown()
     reports = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r[0]["epoch"] for r in reports] == [0, 1]
+    assert [r[0]["epoch"] for r in reports] == [0, 1, 2]
     for ranks in reports:
         assert len(ranks) == 2
         assert ranks[0]["val_knn_acc"] == ranks[1]["val_knn_acc"]
@@ -234,7 +234,7 @@ def test_two_worker_ddp_trial_on_streamed_shards(tmp_path, cifar_dir, monkeypatc
             # each rank saw its own half of the batch; equal weights mean the gradients were all-reduced
             assert ranks[0]["weight_norm"] == ranks[1]["weight_norm"]
     logged = [json.loads(line) for line in (ids_log / "epochs.jsonl").read_text().splitlines()]
-    for epoch in (1,):  # (a new order each epoch: tests/data/test_streaming.py)
+    for epoch in (1, 2):
         pids = {e["rank"]: e["pid"] for e in logged if e["epoch"] == epoch}
         assert sorted(pids) == [0, 1] and pids[0] != pids[1], logged
         ids = [np.load(ids_log / f"ids-pid{pids[r]}-rank{r}-epoch{epoch}.npy") for r in (0, 1)]
