@@ -32,7 +32,8 @@ def rankme_cost(data_dir: str, space: dict) -> dict[str, float]:
     """On the whole CIFAR-10 train split (45,000 SSL images, 5,000 validation queries), batch 256: one epoch's
     training time, and the evaluation's time with the validation kNN alone, RankMe alone (10,000 images), and
     both (they share one feature extraction)."""
-    from ssl_tune.config import build_config, load_run_data
+    from ssl_tune.config import build_config
+    from ssl_tune.data.training import load_run_data
     from ssl_tune.engine.run import TrainingRun
 
     layer = {"data_dir": data_dir, "monitor": "val", "rankme": True, "epochs": 1, "batch_size": 256,

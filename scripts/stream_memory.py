@@ -27,8 +27,9 @@ import time
 import pyarrow as pa
 import torch
 
-from ssl_tune.config import build_config, load_run_data
+from ssl_tune.config import build_config
 from ssl_tune.data.streaming import ShardBatches, current_rss_mb, peak_rss_mb, shard_plan
+from ssl_tune.data.training import load_run_data
 
 
 def start_ray(object_store_mib: int, tries: int = 3, **kwargs: object) -> None:

@@ -1,9 +1,10 @@
-"""The `ssl-tune` command line. Each subcommand validates its input before it writes anything."""
+"""The `ssl-tune` command line. Each subcommand validates its input before it writes anything. Those of the
+Python API (train, sweep, export, eval, confirm, data pack) parse their flags, call `ssl_tune.api`, which checks
+them, and print its results."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +56,10 @@ def _add_tracking(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wandb-entity", help="W&B entity (default $WANDB_ENTITY)")
 
 
-def _tracking(args: argparse.Namespace) -> Any:
-    from ssl_tune.api import tracking
-
-    return tracking(args.trackers, args.mlflow_uri, args.wandb_project, args.wandb_entity)
+def _tracking(args: argparse.Namespace) -> dict[str, Any]:
+    """The tracking flags as the API's keywords (the API checks them)."""
+    return {"log": args.trackers, "mlflow_uri": args.mlflow_uri, "wandb_project": args.wandb_project,
+            "wandb_entity": args.wandb_entity}  # fmt: skip
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -87,37 +88,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_train)
 
 
-def train_config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
-    from ssl_tune.config import build_config, parse_set, read_yaml
-
-    layers: list[dict[str, Any]] = [base or {}]
-    if args.config is not None:
-        layers.append(read_yaml(args.config))
-    flags = {key: getattr(args, key) for key, _ in TRAIN_FLAGS.values() if getattr(args, key) is not None}
-    if args.download:
-        flags["download"] = True
-    layers.append(flags)
-    layers.append(parse_set(args.overrides))
-    return build_config(*layers)
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from ssl_tune import api
-    from ssl_tune.engine.run_dir import saved_config
+    from ssl_tune.config import parse_set
 
-    trackers = _tracking(args)
-    base = None
-    if args.resume:
-        if args.out is None:
-            raise UsageError("--resume needs --out DIR (the run to continue)")
-        base = saved_config(Path(args.out))
-    cfg = train_config_from_args(args, base)
-    if cfg.out is None:
-        raise UsageError("--out DIR is required (or 'out:' in the config)")
+    keys = {key: getattr(args, key) for key, _ in TRAIN_FLAGS.values() if getattr(args, key) is not None}
+    if args.download:
+        keys["download"] = True
+    keys.update(parse_set(args.overrides))  # --set over the flags (which are all top-level keys)
+    out = keys.pop("out", None)  # --out, or --set out=...
     result = api.train(
-        cfg, out=cfg.out, resume=args.resume, force=args.force, progress_bar=False if args.no_progress else None,
-        log=trackers.trackers, mlflow_uri=trackers.mlflow_uri, wandb_project=args.wandb_project,
-        wandb_entity=args.wandb_entity, experiment=args.experiment,
+        [args.config, keys], out=out, resume=args.resume, force=args.force,
+        progress_bar=False if args.no_progress else None, experiment=args.experiment, **_tracking(args),
     )  # fmt: skip
     knn = result.final.knn()
     shown = format_metric(*knn) if knn else "no kNN (unlabeled data)"
@@ -182,10 +164,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         resume=args.resume,
         fixed=parse_set(args.overrides),
         verbose=args.verbose,
-        log=args.trackers,
-        mlflow_uri=args.mlflow_uri,
-        wandb_project=args.wandb_project,
-        wandb_entity=args.wandb_entity,
+        **_tracking(args),
         settings={
             "num_samples": args.num_samples,
             "max_concurrent": args.max_concurrent,
@@ -254,61 +233,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ssl_tune.engine.checkpoint import checkpoint_file
-    from ssl_tune.engine.evaluate import EVAL_FILE, evaluate_checkpoint
-    from ssl_tune.storage import atomic_write
-    from ssl_tune.tracking import RunIdentity
+    from ssl_tune import api
 
-    trackers = _tracking(args)
-    if args.sweep is not None:
-        from ssl_tune.storage import absolute
-        from ssl_tune.tune.results import load_sweep
-
-        sweep = load_sweep(absolute(args.sweep))
-        best = sweep.best()
-        if not best.best_checkpoint:
-            raise UsageError(f"the best trial {best.trial_id} of {args.sweep} kept no checkpoint")
-        checkpoint, out = Path(best.best_checkpoint), Path(best.trial_dir) / EVAL_FILE
-        # the trial's own tracker run: MLflow finds it by its trial-id tag, W&B by its id
-        identity = RunIdentity(sweep.name, f"trial-{best.trial_id}", best.trial_id, "sweep")
-    elif args.run is not None:
-        checkpoint, out = checkpoint_file(args.run), args.run / EVAL_FILE
-        identity = RunIdentity("ssl-tune", args.run.name, _new_run_id(), "eval")
-    else:
-        checkpoint = checkpoint_file(args.checkpoint)
-        out = (args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent) / EVAL_FILE
-        identity = RunIdentity("ssl-tune", out.parent.name, _new_run_id(), "eval")
-    result = evaluate_checkpoint(checkpoint, args.data_dir, args.device)
-    atomic_write(out, lambda f: f.write((json.dumps(result.to_dict(), indent=2) + "\n").encode()))
-    if trackers:
-        _track_eval(trackers, identity, result, out.parent)
+    result = api.evaluate(
+        args.run, checkpoint=args.checkpoint, sweep=args.sweep, data_dir=args.data_dir, device=args.device,
+        **_tracking(args),
+    )  # fmt: skip
     print(
         f"test kNN {100 * result.test_knn_acc:.2f}%, linear probe top-1 {100 * result.probe_top1:.2f}% "
         f"top-5 {100 * result.probe_top5:.2f}% (weight decay {result.probe_weight_decay:g}), "
         f"{result.train_images} train / {result.test_images} test images, epoch {result.epoch}, "
-        f"{result.seconds:.1f} s -> {out}"
+        f"{result.seconds:.1f} s -> {result.eval_file}"
     )
     return 0
-
-
-def _new_run_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex[:12]
-
-
-def _track_eval(trackers: Any, identity: Any, result: Any, folder: Path) -> None:
-    """Add the test-split numbers to the tracker run that trained the checkpoint (its folder's tracking.json,
-    or a sweep trial's run), or to a new run."""
-    from ssl_tune.tracking import open_runs, read_record, write_record
-
-    previous = read_record(folder)
-    runs = open_runs(trackers, identity, {"checkpoint": result.checkpoint}, previous, folder=folder)
-    values = {f"eval_{k}": getattr(result, k) for k in ("test_knn_acc", "probe_top1", "probe_top5")}  # as confirm
-    for run in runs:
-        run.log_metrics(values, step=result.epoch)
-        run.end(None if previous.get(run.tracker) or identity.stage == "sweep" else "completed")
-    write_record(folder, runs)
 
 
 def _add_confirm(sub: argparse._SubParsersAction) -> None:
@@ -334,12 +271,9 @@ def _add_confirm(sub: argparse._SubParsersAction) -> None:
 def _run_confirm(args: argparse.Namespace) -> int:
     from ssl_tune import api
 
-    if args.max_concurrent is not None and args.max_concurrent <= 0:
-        raise UsageError(f"--max-concurrent must be positive, not {args.max_concurrent}")
     result = api.confirm(
         args.sweep, top=args.top, seeds=args.seeds, epochs=args.epochs, with_default=args.with_default,
-        address=args.address, verbose=args.verbose, max_concurrent=args.max_concurrent, log=args.trackers,
-        mlflow_uri=args.mlflow_uri, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
+        address=args.address, verbose=args.verbose, max_concurrent=args.max_concurrent, **_tracking(args),
     )  # fmt: skip
     print(f"\n{result.table}")
     print(f"wrote {len(result.rows)} runs to {result.confirm_dir}")
@@ -370,14 +304,51 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# the benchmarks, `ssl-tune bench NAME`: (help, description)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "pipeline": (
+        "throughput of our device-side pipeline vs a torchvision DataLoader baseline, and the kNN share",
+        "Time our pipeline (uint8 data on the device, batched per-sample views) against a conventional one "
+        "(torchvision.transforms.v2 per image in DataLoader workers) feeding the same model, loss and optimiser; "
+        "time one kNN evaluation against an epoch; optionally K packed trainings on one device.",
+    ),
+    "sweep": (
+        "start-up, efficiency and trials/hour of a small sweep, against Ray Train per trial",
+        "Run one fixed small sweep (the quickstart space by default) on a local Ray cluster with trials in reused "
+        "processes, then the same sweep with a Ray Train worker group per trial (the baseline), and report each "
+        "trial's start-up, the sweep efficiency (epoch time summed over trials / (wall x slots)) and trials per "
+        "hour, read from the sweeps' own files.",
+    ),
+    "search": (
+        "search quality: random search, TPE and TPE + ASHA against the default recipe, at equal compute",
+        "For one method, run random search, TPE and TPE + ASHA with the same budget (epochs summed over trials), "
+        "each selecting on the validation split; confirm each best config and the default recipe with fresh seeds "
+        "on the test split; report mean +- std test kNN and linear probe, the compute, and the Spearman "
+        "correlation between ASHA's rungs and the last epoch. Resumes when run again with the same --out.",
+    ),
+}
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="throughput of our device-side pipeline vs a torchvision DataLoader baseline, and the kNN share",
-        description="Time our pipeline (uint8 data on the device, batched per-sample views) against a conventional "
-        "one (torchvision.transforms.v2 per image in DataLoader workers) feeding the same model, loss and "
-        "optimiser; time one kNN evaluation against an epoch; optionally K packed trainings on one device.",
+    """`bench pipeline|sweep|search`. Plain `bench FLAGS` is `bench pipeline FLAGS`, and `bench-sweep` and
+    `bench-search` are `bench sweep` and `bench search`: the names they had before the group."""
+    arguments = {"pipeline": _bench_pipeline_args, "sweep": _bench_sweep_args, "search": _bench_search_args}
+    description = (
+        BENCHMARKS["pipeline"][1]
+        + " `bench FLAGS` is `bench pipeline FLAGS`; the others: `bench sweep`, `bench search`."
     )
+    bench = sub.add_parser("bench", help="benchmarks: pipeline (the default), sweep, search", description=description)
+    _bench_pipeline_args(bench)
+    kinds = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=_Parser)  # not required
+    for name, add_arguments in arguments.items():
+        summary, description = BENCHMARKS[name]
+        add_arguments(kinds.add_parser(name, help=summary, description=description))
+    for name in ("sweep", "search"):
+        alias = sub.add_parser(f"bench-{name}", help=f"the same as `bench {name}`", description=BENCHMARKS[name][1])
+        arguments[name](alias)
+
+
+def _bench_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="simsiam", help="a registered method (default simsiam)")
     p.add_argument("--backbone", default="resnet_tiny", help="default resnet_tiny")
     p.add_argument("--batch-size", type=int, default=256, help="default 256")
@@ -428,15 +399,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bench_sweep(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench-sweep",
-        help="start-up, efficiency and trials/hour of a small sweep, against Ray Train per trial",
-        description="Run one fixed small sweep (the quickstart space by default) on a local Ray cluster with "
-        "trials in reused processes, then the same sweep with a Ray Train worker group per trial (the baseline), "
-        "and report each trial's start-up, the sweep efficiency (epoch time summed over trials / (wall x slots)) "
-        "and trials per hour, read from the sweeps' own files.",
-    )
+def _bench_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="search_spaces/quickstart.yaml", help="default search_spaces/quickstart.yaml")
     p.add_argument("--data-dir", help="dataset directory (the space's if_data_dir applies)")
     p.add_argument("--num-samples", type=int, help="trials per sweep (default: the space's)")
@@ -472,17 +435,9 @@ def _run_bench_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bench_search(sub: argparse._SubParsersAction) -> None:
+def _bench_search_args(p: argparse.ArgumentParser) -> None:
     from ssl_tune.tools.bench_search import PRESETS, STRATEGIES
 
-    p = sub.add_parser(
-        "bench-search",
-        help="search quality: random search, TPE and TPE + ASHA against the default recipe, at equal compute",
-        description="For one method, run random search, TPE and TPE + ASHA with the same budget (epochs summed "
-        "over trials), each selecting on the validation split; confirm each best config and the default recipe "
-        "with fresh seeds on the test split; report mean +- std test kNN and linear probe, the compute, and the "
-        "Spearman correlation between ASHA's rungs and the last epoch. Resumes when run again with the same --out.",
-    )
     p.add_argument("--method", required=True, help="the method (its <preset>/<method>.yaml space)")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="cpu (default) or gpu")
     p.add_argument("--data-dir", help="dataset directory (the folder holding cifar-10-batches-py)")
@@ -588,50 +543,21 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_data_pack(args: argparse.Namespace) -> int:
-    from ssl_tune.data import DATASETS, load_data
-    from ssl_tune.data.imagefolder import DEFAULT_SIZE, list_folder
-    from ssl_tune.data.parquet import REPLACE_HINT, ShardLimits, resolve_location, write_dataset, write_folder
-    from ssl_tune.storage import require_empty_output
+    from ssl_tune import api
 
-    sources = [name for name in DATASETS if name != "parquet"]
-    if args.source not in sources:
-        raise UsageError(f"--source: {DATASETS.unknown(args.source, among=sources)}")
-    for flag in ("shard_size", "image_size", "train_subset", "test_subset"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must be positive, not {value}")
-    ShardLimits(args.shard_mb, args.shard_size)  # checks them
-    if args.skip_corrupt and args.source != "imagefolder":
-        raise UsageError("--skip-corrupt applies to --source imagefolder (other sources are checked as they load)")
-    fs, root = resolve_location(args.out)
-    require_empty_output(args.out, force=args.force, hint=REPLACE_HINT)  # before the (slow) read of the source
-    common = {"shard_mb": args.shard_mb, "shard_size": args.shard_size, "force": args.force, "filesystem": fs}
-    skipped = 0
-    if args.source == "imagefolder":  # file by file: JPEG bytes kept, never the whole folder in memory
-        if not args.data_dir:
-            raise UsageError("dataset 'imagefolder' needs --data-dir")
-        folder = Path(args.data_dir).expanduser()
-        listing = list_folder(folder, train_subset=args.train_subset, test_subset=args.test_subset)
-        size = args.image_size or DEFAULT_SIZE
-        result = write_folder(listing, root, image_size=size, skip_corrupt=args.skip_corrupt, **common)
-        manifest, skipped = result.manifest, result.skipped
-    else:
-        data = load_data(
-            args.source,
-            args.data_dir,
-            download=args.download,
-            image_size=args.image_size,
-            train_subset=args.train_subset,
-            test_subset=args.test_subset,
-        )
-        manifest = write_dataset(data, root, source=args.source, **common)
+    done = api.pack(
+        args.source, args.out, data_dir=args.data_dir, shard_mb=args.shard_mb, shard_size=args.shard_size,
+        image_size=args.image_size, train_subset=args.train_subset, test_subset=args.test_subset,
+        skip_corrupt=args.skip_corrupt, download=args.download, force=args.force,
+    )  # fmt: skip
+    manifest = done.manifest
     counts = {split: (sum(s.rows for s in shards), len(shards)) for split, shards in manifest.splits.items()}
     encoding = manifest.to_json()["encoding"]
     line = f"packed {args.source} ({manifest.image_size}px, {encoding}): {counts['train'][0]} train images in "
     line += f"{counts['train'][1]} shard{'s' if counts['train'][1] != 1 else ''}"
     line += f", {counts['test'][0]} test images in {counts['test'][1]}" if manifest.labeled else " (unlabeled)"
     if args.skip_corrupt:
-        line += f", skipped {skipped} corrupt file{'s' if skipped != 1 else ''}"
+        line += f", skipped {done.skipped} corrupt file{'s' if done.skipped != 1 else ''}"
     print(f"{line} -> {args.out}")
     return 0
 
@@ -664,8 +590,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(sub)
     _add_data(sub)
     _add_bench(sub)
-    _add_bench_sweep(sub)
-    _add_bench_search(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ssl_tune.data import DATASETS, ImageData, load_data
+from ssl_tune.data import DATASETS
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS, get_method
 from ssl_tune.models.backbones import BACKBONES
@@ -162,21 +162,6 @@ def check_batch_size(batch_size: int, train_images: int, workers: int = 1) -> No
         raise UsageError(f"batch_size {batch_size} is larger than the training set ({train_images} images)")
     if batch_size % workers:
         raise UsageError(f"batch_size {batch_size} is not divisible by {workers} workers")
-
-
-def load_run_data(cfg: TrainConfig) -> ImageData:
-    """The dataset a run config names, with its subsets. The test split is read only when the run monitors
-    it (`monitor: test`): a run that monitors the validation split never opens it. Raises UsageError."""
-    return load_data(
-        cfg.dataset,
-        cfg.data_dir,
-        download=cfg.download,
-        image_size=cfg.image_size,
-        train_subset=cfg.train_subset,
-        test_subset=cfg.test_subset,
-        with_test=cfg.monitor == "test",
-        skip_corrupt=cfg.skip_corrupt,
-    )
 
 
 # --- building a config ----------------------------------------------------------------------------

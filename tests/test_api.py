@@ -1,4 +1,5 @@
-"""The Python API (`ssl_tune.train`, `sweep`, `export`): the CLI's settings in, typed results out."""
+"""The Python API (`ssl_tune.train`, `sweep`, `export`, `evaluate`, `pack`): the CLI's settings in, typed results
+out."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import yaml
 
 import ssl_tune
 from ssl_tune.config import TrainConfig
+from ssl_tune.data.parquet import PackResult
 from ssl_tune.engine.run_dir import TrainResult
 from ssl_tune.errors import UsageError
+from ssl_tune.tune.checks import check_sweep
 from ssl_tune.tune.results import load_sweep
 from ssl_tune.tune.sweep import SweepResult
 from tests.helpers import TINY_FIXED, run_cli, sweep_cmd, write_space
@@ -36,13 +39,50 @@ def test_train_takes_a_dict_a_yaml_path_or_the_model_and_keyword_overrides(tmp_p
 def test_bad_settings_raise_the_clis_one_line_usage_error(tmp_path):
     with pytest.raises(UsageError, match="epochs"):
         ssl_tune.train(TINY_TRAIN, out=tmp_path / "x", epochs=0)
-    with pytest.raises(UsageError, match="out= is required"):
+    with pytest.raises(UsageError, match="--out DIR is required"):
         ssl_tune.train(TINY_TRAIN)
     with pytest.raises(UsageError, match="name the sweep"):
         ssl_tune.sweep(yaml.safe_load(write_space(tmp_path / "s.yaml").read_text()), storage=tmp_path)
     with pytest.raises(UsageError, match="unknown tracker"):
         ssl_tune.sweep(write_space(tmp_path / "s.yaml"), storage=tmp_path, log=["neptune"])
     assert not (tmp_path / "x").exists() and not (tmp_path / "s").exists()
+
+
+def test_sweep_merges_fixed_and_keyword_overrides_section_by_section(tmp_path, monkeypatch):
+    checked = []  # what the sweep would run: check_sweep() checks everything before Ray starts
+    monkeypatch.setattr("ssl_tune.tune.sweep.run_sweep", lambda request: checked.append(check_sweep(request)))
+    space = write_space(tmp_path / "s.yaml")
+    ssl_tune.sweep(space, storage=tmp_path, fixed={"augment": {"flip_prob": 0.3}}, **{"augment.blur_prob": 0.1})
+    fixed = checked[0].space.fixed
+    assert (fixed["augment"]["flip_prob"], fixed["augment"]["blur_prob"]) == (0.3, 0.1)
+    assert fixed["method_params"] == TINY_FIXED["method_params"]  # the space's own, kept
+
+
+def test_pack_returns_the_manifest_and_refuses_bad_input_before_writing(tmp_path):
+    result = ssl_tune.pack("synthetic", tmp_path / "p", train_subset=40, test_subset=20, image_size=16, shard_size=20)
+    assert isinstance(result, PackResult) and result.skipped == 0 and result.manifest.image_size == 16
+    assert [sum(s.rows for s in result.manifest.splits[split]) for split in ("train", "test")] == [40, 20]
+    assert len(result.manifest.splits["train"]) == 2 and (tmp_path / "p" / "dataset.json").is_file()
+    for kwargs, message in [
+        ({"source": "parquet"}, "--source: unknown dataset 'parquet'"),
+        ({"train_subset": 0}, "--train-subset must be positive, not 0"),
+        ({"skip_corrupt": True}, "--skip-corrupt applies to --source imagefolder"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            ssl_tune.pack(**{"source": "synthetic", "out": tmp_path / "q", **kwargs})
+    assert not (tmp_path / "q").exists()
+
+
+def test_evaluate_takes_one_target_and_refuses_a_folder_without_a_checkpoint(tmp_path):
+    with pytest.raises(UsageError, match="one of run=, checkpoint= or sweep="):
+        ssl_tune.evaluate()
+    with pytest.raises(UsageError, match="one of run=, checkpoint= or sweep="):
+        ssl_tune.evaluate(tmp_path, checkpoint=tmp_path)
+    with pytest.raises(UsageError, match="holds no checkpoint"):
+        ssl_tune.evaluate(tmp_path)
+    with pytest.raises(UsageError, match="unknown tracker"):
+        ssl_tune.evaluate(tmp_path, log=["neptune"])
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow  # two sweeps on a real local Ray cluster

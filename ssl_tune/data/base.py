@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -83,7 +84,7 @@ class DataRequest:
     """What a loader is asked for: where the data lives and the image size (for resizing loaders).
 
     `location` is `--data-dir` as given (a path or a URI such as s3://bucket/prefix); `data_dir` is it as a
-    local Path. `shard` = (rank, world_size) asks a sharded loader for this rank's part of the train split.
+    local Path.
     """
 
     data_dir: Path | None
@@ -92,21 +93,37 @@ class DataRequest:
     train_subset: int | None = None
     test_subset: int | None = None
     location: str | None = None
-    shard: tuple[int, int] | None = None
     with_test: bool = True  # False: a loader must not read the test split at all
     skip_corrupt: bool = False  # a loader that decodes stored images leaves out (and counts) those that fail
 
 
+class DataSettings(Protocol):
+    """What a run asks of its data: the data fields of a run config (`ssl_tune.config.TrainConfig`)."""
+
+    dataset: str
+    data_dir: str | None
+    download: bool
+    image_size: int | None
+    train_subset: int | None
+    test_subset: int | None
+    monitor: str
+    val_split: float
+    val_size: int | None
+    skip_corrupt: bool
+    data_placement: str
+    host_data_limit_gb: float
+    stream_decode: str
+    stream_eval_subset: int
+    stream_shuffle_window: int
+
+
 Loader = Callable[[DataRequest], ImageData]
 DATASETS = Registry[Loader]("dataset")
-SHARDED: set[str] = set()  # loaders that can read one rank's part of the train split
 
 
-def register_dataset(name: str, *, sharded: bool = False) -> Callable[[Loader], Loader]:
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
     def add(fn: Loader) -> Loader:
         DATASETS.add(name, fn)
-        if sharded:
-            SHARDED.add(name)
         return fn
 
     return add
@@ -120,7 +137,6 @@ def load_data(
     image_size: int | None = None,
     train_subset: int | None = None,
     test_subset: int | None = None,
-    shard: tuple[int, int] | None = None,
     with_test: bool = True,
     skip_corrupt: bool = False,
 ) -> ImageData:
@@ -128,17 +144,10 @@ def load_data(
 
     With `with_test=False` the test split is not read at all (its files are not even opened).
 
-    With `shard=(rank, world_size)` a sharded loader returns only this rank's part of the (subset) train
-    split, and the whole test split. With `skip_corrupt`, a loader of stored images (parquet) leaves out the
-    images that do not decode, and says how many, instead of stopping at the first.
+    With `skip_corrupt`, a loader of stored images (parquet) leaves out the images that do not decode, and
+    says how many, instead of stopping at the first.
     """
     loader = DATASETS.get(name)
-    if shard is not None:
-        rank, world_size = shard
-        if name not in SHARDED:
-            raise UsageError(f"dataset '{name}' cannot be read per rank (sharded: {', '.join(sorted(SHARDED))})")
-        if not 0 <= rank < world_size:
-            raise UsageError(f"shard rank {rank} is not in [0, {world_size})")
     request = DataRequest(
         Path(data_dir).expanduser() if data_dir else None,
         download,
@@ -146,12 +155,10 @@ def load_data(
         train_subset,
         test_subset,
         location=str(data_dir) if data_dir else None,
-        shard=shard,
         with_test=with_test,
         skip_corrupt=skip_corrupt,
     )
-    # a sharded loader takes train_subset itself, from the global order, before it keeps this rank's part
-    return loader(request).subset(None if shard else train_subset, test_subset)
+    return loader(request).subset(train_subset, test_subset)
 
 
 def require_dir(request: DataRequest, dataset: str) -> Path:

@@ -16,9 +16,6 @@ A shard holds images until the next one would take it past the target size (`--s
 
 Reading checks every shard it will read first (present, schema, row count: footers only), then decodes; an
 image that does not decode is reported by shard and row, or skipped and counted (`skip_corrupt`).
-
-A rank of a multi-worker trial can read only its own train shards (`shard=(rank, world_size)`: shards
-rank, rank + world_size, ...), trimmed so that every rank gets as many images as the smallest one.
 """
 
 from __future__ import annotations
@@ -447,29 +444,13 @@ def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} {f.type}" for f in schema)
 
 
-def select_rows(
-    shards: Sequence[Shard], limit: int | None, shard: tuple[int, int] | None = None, *, split: str = "train"
-) -> list[tuple[Shard, int]]:
-    """(shard, rows to take from its start) for the first `limit` rows, or this rank's part of them."""
+def select_rows(shards: Sequence[Shard], limit: int | None, *, split: str = "train") -> list[tuple[Shard, int]]:
+    """(shard, rows to take from its start) for the first `limit` rows."""
     total = sum(s.rows for s in shards)
     if limit is not None and limit > total:
         raise UsageError(f"{split}_subset {limit} is larger than the {split} split ({total} images)")
     end = total if limit is None else limit
-    taken = [(s, min(s.rows, end - s.first)) for s in shards if s.first < end]
-    if shard is None:
-        return taken
-    rank, world_size = shard
-    if len(taken) < world_size:
-        raise UsageError(
-            f"{len(taken)} {split} shard(s) cannot feed {world_size} ranks: repack with a smaller --shard-mb"
-        )
-    per_rank = [taken[r::world_size] for r in range(world_size)]
-    budget = min(sum(n for _, n in mine) for mine in per_rank)  # every rank gets as many images
-    mine = []
-    for s, n in per_rank[rank]:
-        mine.append((s, min(n, budget)))
-        budget -= mine[-1][1]
-    return [(s, n) for s, n in mine if n > 0]
+    return [(s, min(s.rows, end - s.first)) for s in shards if s.first < end]
 
 
 @dataclass(frozen=True)
@@ -544,7 +525,6 @@ def read_dataset(
     *,
     train_subset: int | None = None,
     test_subset: int | None = None,
-    shard: tuple[int, int] | None = None,
     image_size: int | None = None,
     filesystem: pafs.FileSystem | None = None,
     with_test: bool = True,
@@ -556,9 +536,9 @@ def read_dataset(
     `skip_corrupt`, images that do not decode are left out and their count printed on stderr."""
     fs, root = (filesystem, location) if filesystem is not None else resolve_location(location)
     manifest = read_manifest(fs, root, location)
-    train_rows = select_rows(manifest.splits["train"], train_subset, shard, split="train")
+    train_rows = select_rows(manifest.splits["train"], train_subset, split="train")
     test_rows = []
-    if with_test and manifest.splits["test"]:  # every rank evaluates on all of it
+    if with_test and manifest.splits["test"]:
         test_rows = select_rows(manifest.splits["test"], test_subset, split="test")
     check_shards(fs, root, location, [s for s, _ in train_rows + test_rows])
     size = image_size or manifest.image_size  # each image decoded straight to it, as the stream decodes
@@ -609,7 +589,7 @@ def check_dataset(location: str, *, filesystem: pafs.FileSystem | None = None) -
     return CheckReport(manifest, bad)
 
 
-@register_dataset("parquet", sharded=True)
+@register_dataset("parquet")
 def parquet(request: DataRequest) -> ImageData:
     if not request.location:
         raise UsageError("dataset 'parquet' needs --data-dir (a directory or URI made by `ssl-tune data pack`)")
@@ -617,7 +597,6 @@ def parquet(request: DataRequest) -> ImageData:
         request.location,
         train_subset=request.train_subset,
         test_subset=request.test_subset,
-        shard=request.shard,
         image_size=request.image_size,
         with_test=request.with_test,
         skip_corrupt=request.skip_corrupt,

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ssl_tune.data.base import ImageData
+from ssl_tune.data.base import DataSettings, ImageData
 from ssl_tune.data.device_decode import decode_jpegs
 from ssl_tune.data.parquet import (
     JPEG,
@@ -55,11 +55,11 @@ from ssl_tune.data.parquet import (
 )
 from ssl_tune.data.splits import validation_split
 from ssl_tune.errors import UsageError
+from ssl_tune.seeds import epoch_seed
 
 if TYPE_CHECKING:
     import ray.data
 
-    from ssl_tune.config import TrainConfig
 
 STREAMED_SHARDS = "streamed_shards"
 DECODE_BATCH = 128  # rows per map_batches call: small blocks keep each decode task's memory low
@@ -77,28 +77,34 @@ def decoded_gb(rows: int, image_size: int) -> float:
     return rows * 3 * image_size * image_size / 1e9
 
 
-def _open(cfg: TrainConfig) -> tuple[Any, str, Manifest]:
+def open_manifest(cfg: DataSettings) -> Manifest:
+    """The manifest of the pack `cfg` names. Raises UsageError."""
+    return _open(cfg)[2]
+
+
+def _open(cfg: DataSettings, manifest: Manifest | None = None) -> tuple[Any, str, Manifest]:
+    """The pack's filesystem, root and manifest (`manifest` when the caller has read it already)."""
     if not cfg.data_dir:
         raise UsageError("dataset 'parquet' needs --data-dir (a directory or URI made by `ssl-tune data pack`)")
     fs, root = resolve_location(cfg.data_dir)
-    return fs, root, read_manifest(fs, root, cfg.data_dir)
+    return fs, root, manifest or read_manifest(fs, root, cfg.data_dir)
 
 
-def _train_rows(cfg: TrainConfig, manifest: Manifest) -> int:
+def _train_rows(cfg: DataSettings, manifest: Manifest) -> int:
     total = sum(s.rows for s in manifest.splits["train"])
     if cfg.train_subset is not None and cfg.train_subset > total:
         raise UsageError(f"train_subset {cfg.train_subset} is larger than the train split ({total} images)")
     return total if cfg.train_subset is None else cfg.train_subset
 
 
-def streams_shards(cfg: TrainConfig) -> bool:
+def streams_shards(cfg: DataSettings, manifest: Manifest | None = None) -> bool:
     """Whether `cfg` trains from streamed shards: `data_placement: streamed_shards`, or `auto` on a `parquet`
-    dataset whose decoded train split exceeds `host_data_limit_gb` (read from its manifest alone)."""
+    dataset whose decoded train split exceeds `host_data_limit_gb` (read from its `manifest` alone)."""
     if cfg.data_placement == STREAMED_SHARDS:
         return True  # the config refuses it for any dataset but parquet
     if cfg.data_placement != "auto" or cfg.dataset != "parquet":
         return False  # the config refuses stream_decode device here
-    _, _, manifest = _open(cfg)
+    _, _, manifest = _open(cfg, manifest)
     size = cfg.image_size or manifest.image_size
     gb = decoded_gb(_train_rows(cfg, manifest), size)
     if gb <= cfg.host_data_limit_gb and cfg.stream_decode == "device":
@@ -143,11 +149,12 @@ class ShardPlan:
         return self.names[i], index - self.firsts[i]
 
 
-def shard_plan(cfg: TrainConfig) -> ShardPlan:
-    """The stream of `cfg`'s train split; reads the manifest and the labels of the eval subset only."""
+def shard_plan(cfg: DataSettings, manifest: Manifest | None = None) -> ShardPlan:
+    """The stream of `cfg`'s train split; reads the manifest (unless given) and the labels of the eval subset
+    only."""
     if cfg.dataset != "parquet":
         raise UsageError(f"data_placement {STREAMED_SHARDS} needs dataset 'parquet' (not '{cfg.dataset}')")
-    fs, root, manifest = _open(cfg)
+    fs, root, manifest = _open(cfg, manifest)
     encoding = manifest.encodings.get("train")
     if cfg.stream_decode == "device" and encoding != JPEG:
         raise UsageError(
@@ -193,11 +200,11 @@ def _labels(fs: Any, root: str, location: str | None, rows: list) -> torch.Tenso
     return torch.from_numpy(np.concatenate(parts).astype(np.int64))
 
 
-def eval_subset(cfg: TrainConfig, plan: ShardPlan) -> ImageData:
+def eval_subset(cfg: DataSettings, plan: ShardPlan, manifest: Manifest | None = None) -> ImageData:
     """The bounded part decoded once: the first `plan.eval_rows` train images (and the test split's first
     `test_subset` when the run monitors it), each decoded straight to the run's image size (as the stream is:
     decoding 2,000 images of a 320 px pack first at 320 px took a rank's peak RSS to 2.8 GiB)."""
-    fs, root, manifest = _open(cfg)
+    fs, root, manifest = _open(cfg, manifest)
     where = cfg.data_dir or ""
     try:  # every image of it, even with skip_corrupt: the validation ids are positions in it
         x, y, _ = read_rows(fs, root, where, select_rows(manifest.splits["train"], plan.eval_rows), plan.image_size)
@@ -290,8 +297,6 @@ def filter_batch(table: pa.Table, plan: ShardPlan) -> pa.Table:
 
 def file_order(n_files: int, seed: int, epoch: int) -> list[int]:
     """The shard files' order in an epoch: a permutation seeded by (seed, epoch)."""
-    from ssl_tune.engine.run import epoch_seed
-
     g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     return torch.randperm(n_files, generator=g).tolist()
 
@@ -399,8 +404,6 @@ class ShardBatches:
         self._counter = skip_counter(plan) if plan.skip_corrupt else None
 
     def epoch_batches(self, epoch: int) -> Iterator[torch.Tensor]:
-        from ssl_tune.engine.run import epoch_seed
-
         source = self.shard if self.shard is not None else build_dataset(self.plan, self.seed, epoch)
         window = self.plan.shuffle_window or None
         batches = source.iter_batches(

@@ -51,9 +51,10 @@ class EvalResult:
     epoch: int
     checkpoint: str
     seconds: float
+    eval_file: Path | None = None  # where `ssl_tune.evaluate` wrote these numbers; not one of them
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "eval_file"}
 
 
 def checkpoint_config(state: dict[str, Any], data_dir: str | None = None) -> TrainConfig:

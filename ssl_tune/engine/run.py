@@ -35,6 +35,7 @@ from ssl_tune.errors import UsageError
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
 from ssl_tune.metrics import RANKME, TEST_KNN, VAL_KNN, EpochMetrics, TrialStatus, finite
 from ssl_tune.models.backbones import build_backbone
+from ssl_tune.seeds import epoch_seed
 from ssl_tune.views import ViewGenerator
 
 CHECKPOINT_FORMAT = 1
@@ -46,11 +47,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A distinct, reproducible seed per (run seed, epoch, rank): resumes replay the same randomness."""
-    return (seed * 1_000_003 + epoch * 10_007 + rank * 101) % (2**63 - 1)
 
 
 @dataclass(frozen=True)

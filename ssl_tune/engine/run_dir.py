@@ -10,6 +10,7 @@ OUT/
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -21,9 +22,9 @@ from typing import Any
 import torch
 import yaml
 
-from ssl_tune.config import TrainConfig, load_run_data
-from ssl_tune.data.base import ImageData
-from ssl_tune.data.streaming import ShardPlan, eval_subset, quiet_ray, shard_plan, streams_shards
+from ssl_tune.config import TrainConfig
+from ssl_tune.data.streaming import quiet_ray
+from ssl_tune.data.training import TrainingData, open_training_data
 from ssl_tune.engine.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.engine.runlog import SCALARS, TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
@@ -76,25 +77,22 @@ def train(
     With `tracking`, the run is also a run in MLflow / W&B (experiment `experiment`, run name `out`'s), its
     whereabouts kept in out/tracking.json, so that a resume continues it and `eval` adds to it."""
     check_out_dir(out, resume=resume, force=force)
-    stream = shard_plan(cfg) if streams_shards(cfg) else None  # checks the shards; Ray starts only below
-    if stream is None:
-        return _train(cfg, out, load_run_data(cfg), resume, force, progress_bar, tracking, experiment)
-    with quiet_ray():
-        return _train(cfg, out, eval_subset(cfg, stream), resume, force, progress_bar, tracking, experiment, stream)
+    data = open_training_data(cfg)  # checks a stream's shards; Ray starts only below
+    with quiet_ray() if data.streamed else contextlib.nullcontext():
+        return _train(cfg, out, data, resume, force, progress_bar, tracking, experiment)
 
 
 def _train(
     cfg: TrainConfig,
     out: Path,
-    data: ImageData,
+    data: TrainingData,
     resume: bool,
     force: bool,
     progress_bar: bool | None,
     tracking: TrackingSettings | None,
     experiment: str,
-    stream: ShardPlan | None = None,
 ) -> TrainResult:
-    run = TrainingRun(cfg, data, stream=stream)
+    run = TrainingRun(cfg, data.load(cfg), stream=data.stream)
     state = load_checkpoint(out / CHECKPOINT) if resume else None
 
     if force and out.is_dir() and not resume:

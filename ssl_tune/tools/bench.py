@@ -35,8 +35,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from ssl_tune.config import TrainConfig, build_config, load_run_data, parse_set
+from ssl_tune.config import TrainConfig, build_config, parse_set
 from ssl_tune.data import ImageData
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.run import TrainingRun, resolve_device
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Progress
@@ -554,14 +555,16 @@ def run_stream_bench(req: BenchRequest, cfg: TrainConfig) -> StreamBenchResult:
     """Decode rate of the stream, then training img/s streamed and in memory, on the same `parquet` data."""
     import ray
 
-    from ssl_tune.data.streaming import STREAMED_SHARDS, eval_subset, shard_plan
+    from ssl_tune.data.streaming import STREAMED_SHARDS
+    from ssl_tune.data.training import open_training_data
 
     if cfg.dataset != "parquet":
         raise UsageError(f"--streamed needs --dataset parquet (not '{cfg.dataset}')")
     device = resolve_device(cfg.device)
     streamed_cfg = cfg.model_copy(update={"data_placement": STREAMED_SHARDS})
-    plan = shard_plan(streamed_cfg)
-    run = TrainingRun(streamed_cfg, eval_subset(streamed_cfg, plan), device, stream=plan)
+    streamed_data = open_training_data(streamed_cfg)
+    plan = streamed_data.stream
+    run = TrainingRun(streamed_cfg, streamed_data.load(streamed_cfg), device, stream=plan)
     cpus = float(ray.cluster_resources().get("CPU", 0)) if ray.is_initialized() else float(os.cpu_count() or 1)
 
     count, start = 0, 0.0

@@ -190,7 +190,7 @@ class _Bench:
         """A stage's record: read back when done before, else run (in the Ray cluster) and saved."""
         if key not in self.state:
             if not self._cluster_open:
-                from ssl_tune.tune.sweep import ray_cluster
+                from ssl_tune.tune.cluster import ray_cluster
 
                 self.stack.enter_context(ray_cluster(self.request.address, self.request.verbose))
                 self._cluster_open = True

@@ -111,7 +111,8 @@ class BenchSweepRequest:
 
 def run_bench_sweep(request: BenchSweepRequest) -> list[SweepTiming]:
     """Run the sweep in each mode (ours first, then the baseline) and time it from its files."""
-    from ssl_tune.tune.sweep import SweepRequest, run_sweep
+    from ssl_tune.tune.checks import SweepRequest
+    from ssl_tune.tune.sweep import run_sweep
 
     if not Path(request.space).is_file():
         raise UsageError(f"--space {request.space}: no such file")

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ssl_tune.tune.sweep import DRIVER_RESOURCE  # the head offers it; the trial drivers ask for a sliver of it
+from ssl_tune.tune.cluster import DRIVER_RESOURCE  # the head offers it; the trial drivers ask for a sliver of it
 
 PLACEHOLDER = "EDIT-ME"  # values in cluster/ that each user must replace
 GPU_LIMIT = "nvidia.com/gpu"

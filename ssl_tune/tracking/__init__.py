@@ -112,9 +112,11 @@ def open_runs(
     params: dict[str, Any],
     previous: dict[str, Any] | None = None,
     folder: Path | None = None,
+    quiet: bool = False,
 ) -> list[TrackedRun]:
     """Start (or, from a `tracking.json` record, continue) the run in each tracker; W&B's local files go
-    to `folder`/wandb."""
+    to `folder`/wandb. Without a record, MLflow finds the run by its trial id and stage, W&B by its id (a
+    resumed trial). `quiet`: no W&B console capture or banners (a sweep's trials, logged from the driver)."""
     runs: list[TrackedRun] = []
     previous = previous or {}
     if "mlflow" in settings.trackers:
@@ -124,7 +126,7 @@ def open_runs(
     if "wandb" in settings.trackers:
         from ssl_tune.tracking.wandb_runs import WandbRun
 
-        runs.append(WandbRun.open(settings, identity, params, previous, folder))
+        runs.append(WandbRun.open(settings, identity, params, previous, folder, quiet))
     return runs
 
 
@@ -153,28 +155,6 @@ def flat_params(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def tune_callbacks(
-    settings: TrackingSettings,
-    experiment: str,
-    stage: str,
-    fixed: dict[str, Any],
-    max_epochs: int,
-    configs: list[dict[str, Any]] | None = None,
-) -> list[Any]:
-    """Ray Tune callbacks that make each trial a run in each tracker. A sweep's trial logs the space's `fixed`
-    settings and its sampled params; a confirm run (`configs` given) the config at its `run` index."""
-    callbacks: list[Any] = []
-    if "mlflow" in settings.trackers:
-        from ssl_tune.tracking.mlflow_runs import MLflowTrials
-
-        callbacks.append(MLflowTrials(settings, experiment, stage, fixed, max_epochs, configs))
-    if "wandb" in settings.trackers:
-        from ssl_tune.tracking.wandb_runs import WandbTrials
-
-        callbacks.append(WandbTrials(settings, experiment, stage, fixed, max_epochs, configs))
-    return callbacks
-
-
 __all__ = [
     "TRACKERS",
     "RunIdentity",
@@ -182,6 +162,5 @@ __all__ = [
     "TrackingSettings",
     "open_runs",
     "read_record",
-    "tune_callbacks",
     "write_record",
 ]

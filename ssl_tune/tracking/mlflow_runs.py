@@ -2,26 +2,18 @@
 
 Ray's `MLflowLoggerCallback` is not used: it logs every key of Tune's result (pids, hostnames, timers) at
 step = training iteration, records no end state beyond FINISHED / FAILED, and on `--resume` starts a second
-run for each unfinished trial. `MLflowTrials` logs the metrics that TensorBoard shows at step = epoch, tags
-the end state, and finds a resumed trial's run again by its trial-id tag.
+run for each unfinished trial. A sweep's trials (`ssl_tune.tune.trackers`) log the metrics that TensorBoard
+shows at step = epoch and tag the end state; `MLflowRun.open` finds a resumed trial's run again by its
+trial-id tag.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from ssl_tune.metrics import TrialStatus
-from ssl_tune.tracking import (
-    END_STATE,
-    STAGE_TAG,
-    TRIAL_ID_TAG,
-    RunIdentity,
-    flat_params,
-    mlflow_tracking_uri,
-)
-from ssl_tune.tracking.trials import TrialRuns
+from ssl_tune.tracking import END_STATE, STAGE_TAG, TRIAL_ID_TAG, RunIdentity, flat_params
 
 _STATUS = {TrialStatus.ERROR.value: "FAILED", TrialStatus.UNFINISHED.value: "KILLED"}  # other ends: FINISHED
 
@@ -97,10 +89,3 @@ def _exists(client: Any, run_id: str | None) -> bool:
     except MlflowException:
         return False
     return True
-
-
-class MLflowTrials(TrialRuns):
-    """Tune callback: each trial is an MLflow run (see `TrialRuns`), found again on --resume by its trial-id tag."""
-
-    def open_run(self, identity: RunIdentity, params: dict[str, Any], folder: Path) -> MLflowRun:
-        return MLflowRun.open(self.settings.mlflow_uri or mlflow_tracking_uri(None), identity, params)

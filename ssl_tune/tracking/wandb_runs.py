@@ -17,7 +17,6 @@ from typing import Any
 
 from ssl_tune.metrics import TrialStatus
 from ssl_tune.tracking import END_STATE, RunIdentity, TrackingSettings, flat_params
-from ssl_tune.tracking.trials import TrialRuns
 
 DEFAULT_PROJECT = "ssl-tune"
 
@@ -82,10 +81,3 @@ class WandbRun:
     def record(self) -> dict[str, Any]:
         return {"tracker": self.tracker, "project": self.project, "entity": self.entity, "group": self.group,
                 "id": self.run.id}  # fmt: skip
-
-
-class WandbTrials(TrialRuns):
-    """Tune callback: each trial is a W&B run (see `TrialRuns`) whose id is the trial id, logged from the driver."""
-
-    def open_run(self, identity: RunIdentity, params: dict[str, Any], folder: Path) -> WandbRun:
-        return WandbRun.open(self.settings, identity, params, folder=folder, quiet=True)

@@ -20,7 +20,8 @@ import yaml
 from ssl_tune.config import build_config
 from ssl_tune.errors import Interrupted, UsageError
 from ssl_tune.storage import absolute, exists, join, read_text, write_text
-from ssl_tune.tracking import TrackingSettings, check_resumed_trackers, tune_callbacks
+from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
+from ssl_tune.tune.cluster import cluster_resources, concurrency, ray_cluster
 from ssl_tune.tune.results import SweepRecord, load_sweep
 
 CONFIRM_DIR = "confirm"
@@ -103,31 +104,21 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
         write_text(join(confirm_dir, TRACKING_FILE), yaml.safe_dump(request.tracking.to_dict()))
         write_text(join(confirm_dir, RUNS_FILE), asked)
 
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune import grid_search
 
     from ssl_tune.tune.progress import ConfirmEvents
-    from ssl_tune.tune.recorder import TrialRecorder
-    from ssl_tune.tune.sweep import concurrency, driver_resources, ray_cluster
+    from ssl_tune.tune.trackers import tune_callbacks
     from ssl_tune.tune.trial import TrialPlan
+    from ssl_tune.tune.tuner import can_restore, new_tuner, restore_tuner
 
-    s = sweep.space.sweep
-    plan = TrialPlan(
-        sweep.space, sweep.data_dir, confirm_dir, s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker,
-        s.max_failures, metric=sweep.metric, reuse_processes=s.reuse_processes,
-    )  # fmt: skip
+    plan = TrialPlan.from_space(sweep.space, sweep.data_dir, confirm_dir, sweep.metric)
+    parameters = {"configs": [r.config for r in runs]}
     with ray_cluster(request.address, request.verbose):
-        import ray
-
-        trainable = tune.with_resources(
-            tune.with_parameters(confirm_trial, plan=plan, configs=[r.config for r in runs]),
-            plan.trial_resources(driver_resources()),
-        )
-        if resume and tune.Tuner.can_restore(confirm_dir):
+        if resume and can_restore(confirm_dir):
             print(f"resuming confirm {confirm_dir}")
-            tuner = tune.Tuner.restore(confirm_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            tuner = restore_tuner(confirm_trial, plan, confirm_dir, parameters)
         else:
-            limit, _ = concurrency(sweep.space, ray.cluster_resources())
+            limit, _ = concurrency(sweep.space.sweep, cluster_resources())
             limit = request.max_concurrent or limit
             epochs = max(r.config["epochs"] for r in runs)
             names = [f"{_config_name(r.label)}, seed {r.seed}" for r in runs]
@@ -135,24 +126,19 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
             tracked = [{"label": r.label, "seed": r.seed, **r.config} for r in runs]
             trackers = tune_callbacks(request.tracking, sweep.name, "confirm", {}, epochs, configs=tracked)
             print(f"confirm: {len(runs)} runs ({request.top} configs x {request.seeds} seeds), up to {limit} at a time")
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"run": tune.grid_search(list(range(len(runs))))},
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=min(limit, len(runs)),
-                    trial_dirname_creator=_run_name,
-                    trial_name_creator=_run_name,
-                    reuse_actors=plan.in_process,
-                ),
-                run_config=tune.RunConfig(  # Tuner.restore reads it back on a resume
-                    verbose=None if request.verbose else 0,
-                    name=CONFIRM_DIR,
-                    storage_path=sweep_dir,
-                    # result.json (each run's epochs), TensorBoard, and trial_end.json once a run has ended
-                    callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback(), *events, *trackers],
-                    failure_config=tune.FailureConfig(max_failures=s.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval=True)),
-                ),
+            tuner = new_tuner(  # each run's result.json, TensorBoard, and trial_end.json once it has ended
+                confirm_trial,
+                plan,
+                confirm_dir,
+                epochs=epochs,
+                final_eval=True,
+                verbose=request.verbose,
+                parameters=parameters,
+                callbacks=[*events, *trackers],
+                param_space={"run": grid_search(list(range(len(runs))))},
+                max_concurrent_trials=min(limit, len(runs)),
+                trial_dirname_creator=_run_name,
+                trial_name_creator=_run_name,
             )
         results = tuner.fit()
     from ssl_tune.tune.worker import EVAL_PREFIX

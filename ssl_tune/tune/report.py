@@ -102,7 +102,7 @@ def param_importances(sweep_dir: str, objective: str = SELECTION_METRIC) -> Impo
 
     PED-ANOVA (Optuna's own, no scikit-learn needed; fANOVA, Optuna's default, needs scikit-learn).
     """
-    from ssl_tune.tune.sweep import fetch_optuna_journal, optuna_journal_path
+    from ssl_tune.tune.searcher import fetch_optuna_journal, optuna_journal_path
 
     name = _study_name(sweep_dir)
     path = optuna_journal_path(sweep_dir, name)

@@ -12,9 +12,11 @@ import json
 import math
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from ssl_tune.storage import exists, read_text, write_text
+from ssl_tune.metrics import SELECTION_MODE
+from ssl_tune.storage import exists, join, read_text, write_text
+from ssl_tune.tune.space import SearchSpace
 
 ASHA_STATE_FILE = "asha_state.json"
 
@@ -70,3 +72,19 @@ class ResumableASHA(ASHAScheduler):
                 recorded.update(values)
         self._stopped = dict(state["stopped"])
         self._num_stopped = int(state["num_stopped"])
+
+
+def sweep_scheduler(space: SearchSpace, sweep_dir: str, max_epochs: int) -> TrialScheduler:
+    """The sweep's early stopping: ASHA on the selection metric, its rungs kept in the sweep folder (read back
+    on --resume), or none (`early_stopping: none`: every trial runs out)."""
+    if space.sweep.early_stopping != "asha":
+        return FIFOScheduler()
+    return ResumableASHA(
+        join(sweep_dir, ASHA_STATE_FILE),
+        time_attr="epoch",
+        metric=space.sweep.metric,
+        mode=SELECTION_MODE,
+        max_t=max_epochs,
+        grace_period=min(space.asha.grace_period, max_epochs),
+        reduction_factor=space.asha.reduction_factor,
+    )

@@ -1,5 +1,6 @@
 """The sweep's Optuna searcher: Ray's OptunaSearch, with diverged and orphaned trials told to Optuna as failed,
-each Optuna trial tagged with its Tune trial and how it ended, and the journal copied to a bucket sweep's dir."""
+each Optuna trial tagged with its Tune trial and how it ended; its seeded sampler; and its journal storage, which
+sits in the sweep folder, or for a bucket sweep on the driver's disk, copied to the bucket."""
 
 from __future__ import annotations
 
@@ -14,14 +15,62 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from ssl_tune.storage import atomic_write, filesystem, read_text, write_text
+from ssl_tune.metrics import SELECTION_MODE
+from ssl_tune.storage import atomic_write, filesystem, is_uri, join, read_text, write_text
 from ssl_tune.tune.recorder import trial_status
+from ssl_tune.tune.space import DefineByRun, SearchSpace, SweepSettings
 
 logger = logging.getLogger(__name__)
 
 TUNE_TRIAL_ID = "tune_trial_id"  # Optuna user attrs: the Tune trial (its folder is trial-<id>) ...
 END_STATE = "end_state"  # ... and how it ended: completed / stopped / diverged / collapsed / error
 JOURNAL_SYNC_S = 10.0  # copy the journal at most this often while the sweep runs
+OPTUNA_FILE = "optuna.journal"  # in the sweep folder
+
+
+def optuna_sampler(settings: SweepSettings) -> Any:
+    """The sweep's Optuna sampler, seeded: TPE, or random search (`sweep.searcher`). TPE's first
+    `tpe_startup_trials` draw from a RandomSampler with the same seed, so with the same seed both strategies
+    start from the same points."""
+    import optuna
+
+    if settings.searcher == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
+
+
+def optuna_journal_path(sweep_dir: str, name: str) -> str:
+    """The Optuna journal sits in the sweep dir; for cloud storage it stays on the driver's disk, and is copied to
+    <sweep_dir>/optuna.journal (by the searcher at its snapshots, throttled, and at the end of the sweep)."""
+    if not is_uri(sweep_dir):
+        return join(sweep_dir, OPTUNA_FILE)
+    return str(Path("~/.ssl-tune/optuna").expanduser() / f"{name}.journal")
+
+
+def fetch_optuna_journal(sweep_dir: str, name: str) -> bool:
+    """A bucket sweep's journal: fetch the sweep dir's copy to the driver's disk if the local one is missing or
+    shorter (--resume on another machine). Returns whether it fetched."""
+    if not is_uri(sweep_dir):
+        return False
+    return pull_journal(join(sweep_dir, OPTUNA_FILE), optuna_journal_path(sweep_dir, name))
+
+
+def sync_optuna_journal(sweep_dir: str, name: str) -> bool:
+    """A bucket sweep's journal: copy the driver's local journal to the sweep dir now. Returns whether it did."""
+    journal = optuna_journal_path(sweep_dir, name)
+    if not is_uri(sweep_dir) or not Path(journal).exists():
+        return False
+    return push_journal(journal, join(sweep_dir, OPTUNA_FILE))
+
+
+def _optuna_storage(sweep_dir: str, name: str) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    fetch_optuna_journal(sweep_dir, name)  # before the storage opens it
+    path = Path(optuna_journal_path(sweep_dir, name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def push_journal(journal: str, copy: str) -> bool:
@@ -125,3 +174,23 @@ class SSLOptunaSearch(OptunaSearch):
         for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if orphan.number not in known:
                 self._ot_study.tell(orphan.number, state=TrialState.FAIL)
+
+
+def sweep_searcher(
+    space: SearchSpace, sweep_dir: str, name: str, data_dir: str | None, max_epochs: int
+) -> SSLOptunaSearch:
+    """A new sweep's searcher: the space as Optuna's define-by-run, its initial points first, the study in the
+    sweep's journal."""
+    s = space.sweep
+    return SSLOptunaSearch(
+        space=DefineByRun(space),
+        metric=s.metric,
+        mode=SELECTION_MODE,
+        sampler=optuna_sampler(s),
+        study_name=name,
+        storage=_optuna_storage(sweep_dir, name),
+        points_to_evaluate=space.initial_points(data_dir) or None,
+        max_epochs=max_epochs,
+        journal=optuna_journal_path(sweep_dir, name),
+        journal_copy=join(sweep_dir, OPTUNA_FILE) if is_uri(sweep_dir) else None,
+    )

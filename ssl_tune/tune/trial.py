@@ -10,7 +10,8 @@ import ray.train
 import ray.tune
 
 from ssl_tune.config import TrainConfig
-from ssl_tune.data.streaming import build_dataset, shard_plan, streams_shards
+from ssl_tune.data.streaming import build_dataset
+from ssl_tune.data.training import open_training_data
 from ssl_tune.metrics import SELECTION_METRIC, SELECTION_MODE
 from ssl_tune.storage import join
 from ssl_tune.tune.space import SearchSpace
@@ -30,6 +31,13 @@ class TrialPlan:
     max_failures: int
     metric: str = SELECTION_METRIC  # what the kept checkpoints are ranked by
     reuse_processes: bool = True  # sweep.reuse_processes
+
+    @classmethod
+    def from_space(cls, space: SearchSpace, data_dir: str | None, sweep_dir: str, metric: str) -> TrialPlan:
+        """The plan of a sweep's trials (or a confirm's runs) from the space's `sweep` settings."""
+        s = space.sweep
+        resources = (s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker, s.max_failures)
+        return cls(space, data_dir, sweep_dir, *resources, metric=metric, reuse_processes=s.reuse_processes)
 
     @property
     def train_storage(self) -> str:
@@ -75,18 +83,23 @@ def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
 def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False) -> None:
     """Run `cfg` in this Tune trial, reporting each epoch to Tune; restores its checkpoint when the trial
     restarts. `final_eval`: after the last epoch, evaluate on the test split (`ssl-tune confirm`)."""
+    data = open_training_data(cfg)
     if plan.in_process:
-        tune_trial_loop(cfg, plan.cpus_per_worker, plan.gpus_per_trial > 0, final_eval)
+        tune_trial_loop(cfg, data, plan.cpus_per_worker, plan.gpus_per_trial > 0, final_eval)
         return
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = ray.tune.get_context().get_trial_id()
-    loop_config = {"config": cfg.to_yaml_dict(), "threads": plan.cpus_per_worker, "final_eval": final_eval}
+    loop_config = {
+        "config": cfg.to_yaml_dict(),
+        "data": data,
+        "threads": plan.cpus_per_worker,
+        "final_eval": final_eval,
+    }
     datasets = {}
-    if streams_shards(cfg):  # each rank reads its get_dataset_shard("train") of one decoded stream
-        loop_config["stream"] = stream = shard_plan(cfg)
-        datasets["train"] = build_dataset(stream, cfg.seed)
+    if data.stream is not None:  # each rank reads its get_dataset_shard("train") of one decoded stream
+        datasets["train"] = build_dataset(data.stream, cfg.seed)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=loop_config,

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssl_tune.config import TrainConfig, load_run_data
+from ssl_tune.config import TrainConfig
 from ssl_tune.data import ImageData
-from ssl_tune.data.streaming import ShardPlan, eval_subset, shard_plan, streams_shards
+from ssl_tune.data.training import TrainingData
 from ssl_tune.distributed import Distributed
 from ssl_tune.engine.checkpoint import TRIAL_CHECKPOINT as STATE_FILE
 from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -46,20 +46,20 @@ class Session:
     get_checkpoint: Callable[[], Any]  # -> ray.train.Checkpoint | None
 
 
-def tune_trial_loop(cfg: TrainConfig, threads: float, use_gpu: bool, final_eval: bool) -> None:
-    """Train `cfg` inside the calling Tune function trial (a single-worker trial)."""
+def tune_trial_loop(cfg: TrainConfig, data: TrainingData, threads: float, use_gpu: bool, final_eval: bool) -> None:
+    """Train `cfg` on `data` inside the calling Tune function trial (a single-worker trial; a stream is iterated
+    here, without a TorchTrainer)."""
     import ray.tune
 
     torch.set_num_threads(max(1, int(threads)))
     device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
     session = Session(ray.tune.report, ray.tune.get_checkpoint)
-    stream = shard_plan(cfg) if streams_shards(cfg) else None  # iterated here, without a TorchTrainer
-    run_epochs(cfg, session, Distributed(0, 1), device, None, final_eval, stream=stream)
+    run_epochs(cfg, data, session, Distributed(0, 1), device, None, final_eval)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """`train_loop_per_worker` for TorchTrainer (multi-worker trials). `loop_config` = {"config": TrainConfig
-    dict, "threads": n, "final_eval": bool, "stream": ShardPlan or None (the trainer's "train" dataset)}."""
+    dict, "data": TrainingData (a stream is the trainer's "train" dataset), "threads": n, "final_eval": bool}."""
     import ray.train
     import ray.train.torch
 
@@ -69,35 +69,37 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     dist = Distributed(context.get_world_rank(), context.get_world_size())
     device = ray.train.torch.get_device()
     session = Session(ray.train.report, ray.train.get_checkpoint)
-    stream = loop_config.get("stream")
-    shard = ray.train.get_dataset_shard("train") if stream is not None else None
+    data: TrainingData = loop_config["data"]
+    shard = ray.train.get_dataset_shard("train") if data.streamed else None
     final_eval = bool(loop_config.get("final_eval"))
-    run_epochs(cfg, session, dist, device, _ddp(dist, device), final_eval, stream=stream, stream_shard=shard)
+    run_epochs(cfg, data, session, dist, device, _ddp(dist, device), final_eval, stream_shard=shard)
 
 
 def run_epochs(
     cfg: TrainConfig,
+    data: TrainingData,
     session: Session,
     dist: Distributed,
     device: torch.device,
     wrap_model: Callable[[nn.Module], nn.Module] | None,
     final_eval: bool,
     *,
-    stream: ShardPlan | None = None,
     stream_shard: Any = None,
 ) -> None:
     """Restore the last checkpoint or report epoch 0, then report every epoch until the run is done. Epoch 0's
     report also says where the trial's start-up went (`startup_*`, seconds; see `StartupTimes`).
 
-    With `stream`, the train split streams from its shards and only the eval subset is loaded here (a
+    When `data` streams, the train split streams from its shards and only the eval subset is loaded here (a
     checkpoint is per epoch, so a trial killed mid-epoch resumes at its last complete one)."""
     global _TRIALS_IN_PROCESS
     _TRIALS_IN_PROCESS += 1
     times = StartupTimes(process_s=_process_age_s() if _TRIALS_IN_PROCESS == 1 else 0.0)
     start = time.perf_counter()
-    data = cached_run_data(cfg, stream)
+    images = cached_run_data(cfg, data)
     times.data_s = time.perf_counter() - start
-    run = TrainingRun(cfg, data, device, dist=dist, wrap_model=wrap_model, stream=stream, stream_shard=stream_shard)
+    run = TrainingRun(
+        cfg, images, device, dist=dist, wrap_model=wrap_model, stream=data.stream, stream_shard=stream_shard
+    )
     times.build_s = time.perf_counter() - start - times.data_s
     checkpoint = session.get_checkpoint()
     if checkpoint is not None:  # a restarted trial, or a resumed sweep
@@ -108,7 +110,7 @@ def run_epochs(
     while not run.done:
         _report(session, run, run.train_epoch())
     if final_eval and not run.stopped:
-        _report_final_eval(session, run, data, device)
+        _report_final_eval(session, run, images, device)
 
 
 @dataclass
@@ -149,19 +151,19 @@ def _data_key(cfg: TrainConfig) -> tuple:
     return (cfg.dataset, cfg.data_dir, *sizes, cfg.monitor == "test", cfg.skip_corrupt, *streaming)
 
 
-def cached_run_data(cfg: TrainConfig, stream: ShardPlan | None = None) -> ImageData:
-    """`load_run_data` (or, streaming, the eval subset alone), kept per process: a reused trial process loads
-    its dataset once, not once per trial. The tensors are shared, never written (TrainingRun copies what it
-    places on the device or indexes)."""
-    key = (*_data_key(cfg), stream)
+def cached_run_data(cfg: TrainConfig, data: TrainingData) -> ImageData:
+    """`data.load(cfg)` (the whole dataset, or a stream's eval subset alone), kept per process: a reused trial
+    process loads its dataset once, not once per trial. The tensors are shared, never written (TrainingRun
+    copies what it places on the device or indexes)."""
+    key = (*_data_key(cfg), data.stream)
     if key in _DATA:
         _DATA.move_to_end(key)
         return _DATA[key]
-    data = load_run_data(cfg) if stream is None else eval_subset(cfg, stream)
-    _DATA[key] = data
+    images = data.load(cfg)
+    _DATA[key] = images
     while len(_DATA) > DATA_CACHE_SIZE:
         _DATA.popitem(last=False)
-    return data
+    return images
 
 
 def _weights_digest(model: nn.Module) -> str:

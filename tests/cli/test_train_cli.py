@@ -55,18 +55,42 @@ def test_train_writes_metrics_checkpoint_tensorboard_and_config(tmp_path, capsys
     assert "knn" in capsys.readouterr().out
 
 
-def test_config_file_flags_and_set_precedence(tmp_path):
-    from ssl_tune.cli import build_parser, train_config_from_args
+class _Trained(Exception):
+    """Raised instead of training: its args are what `train` was given."""
 
+
+def _config_of_train(monkeypatch, argv: list[str]):
+    """The config and run directory `ssl-tune train ARGV` would train with (built by the API), training nothing."""
+
+    def trained(cfg, out, **_):
+        raise _Trained(cfg, out)
+
+    monkeypatch.setattr("ssl_tune.engine.run_dir.train", trained)
+    with pytest.raises(_Trained) as ran:
+        main(["train", *argv])
+    return ran.value.args
+
+
+def test_config_file_flags_and_set_precedence(tmp_path, monkeypatch):
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text("method: simsiam\nepochs: 3\nlr: 0.1\nbatch_size: 64\naugment: {hue: 0.05}\n")
-    args = build_parser().parse_args(
-        ["train", "--config", str(cfg_file), "--epochs", "5", "--set", "lr=0.2", "--set", "augment.blur_prob=0.5"]
-    )
-    cfg = train_config_from_args(args)
+    cfg_file.write_text("method: simsiam\nepochs: 3\nlr: 0.1\nbatch_size: 64\naugment: {hue: 0.05}\nout: a\n")
+    argv = ["--config", str(cfg_file), "--epochs", "5", "--set", "lr=0.2", "--set", "augment.blur_prob=0.5"]
+    cfg, out = _config_of_train(monkeypatch, [*argv, "--out", str(tmp_path / "b")])
     assert (cfg.epochs, cfg.lr, cfg.batch_size) == (5, 0.2, 64)  # flag > file, --set > file
     assert cfg.augment.hue == 0.05 and cfg.augment.blur_prob == 0.5
     assert cfg.weight_decay == 1e-5  # simsiam's own default
+    assert cfg.out == str(tmp_path / "b") and out == tmp_path / "b"  # --out > file, and the saved config has it
+    cfg, out = _config_of_train(monkeypatch, [*argv, "--out", "b", "--set", f"out={tmp_path / 'c'}"])
+    assert cfg.out == str(tmp_path / "c") and out == tmp_path / "c"  # --set > flag
+    cfg, out = _config_of_train(monkeypatch, argv)
+    assert cfg.out == "a" and out == Path("a")  # the file's
+
+
+def test_missing_out_is_refused_with_the_clis_message(tmp_path, capsys):
+    assert main(["train", *SMALL]) == 2
+    assert capsys.readouterr().err == "ssl-tune train: error: --out DIR is required (or 'out:' in the config)\n"
+    assert main(["train", *SMALL, "--resume"]) == 2
+    assert capsys.readouterr().err == "ssl-tune train: error: --resume needs --out DIR (the run to continue)\n"
 
 
 def _corrupt_cifar(tmp_path: Path, cifar_dir: Path) -> Path:
@@ -99,6 +123,7 @@ BAD_INPUTS = {
     "malformed config": (["--config", "{malformed}"], "is not valid YAML"),
     "config not a mapping": (["--config", "{listcfg}"], "must be a YAML mapping"),
     "--set without =": (["--set", "epochs"], "--set expects key=value"),
+    "--set of a train option": (["--set", "force=true"], "unknown config key 'force'"),
 }
 
 

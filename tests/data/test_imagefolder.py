@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_tune.config import build_config, load_run_data
+from ssl_tune.config import build_config
 from ssl_tune.data import load_data
 from ssl_tune.data.synthetic import generate
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.errors import UsageError
 

@@ -1,5 +1,5 @@
 """Parquet shards: `ssl-tune data pack` -> `--dataset parquet` gives back the same pixels and labels, from a
-directory or a URI through pyarrow.fs, each rank reading only its own train shards."""
+directory or a URI through pyarrow.fs."""
 
 from __future__ import annotations
 
@@ -101,32 +101,6 @@ def test_uris_and_other_filesystems_go_through_the_same_code(packed, cifar_subse
     assert isinstance(fs, pafs.GcsFileSystem) and path == "my-bucket/cifar10"
     with pytest.raises(UsageError, match="cannot open nope://x"):
         resolve_location("nope://x")
-
-
-def test_each_rank_reads_only_its_own_shards(packed, cifar_subset, tmp_path):
-    ranks = [load_data("parquet", str(packed), shard=(r, 3)) for r in range(3)]
-    assert [len(d.train_labels) for d in ranks] == [SHARD] * 3
-    assert torch.equal(torch.cat([d.train_images for d in ranks]), cifar_subset.train_images)
-    assert all(torch.equal(d.test_images, cifar_subset.test_images) for d in ranks)  # every rank evaluates on all
-
-    # two ranks over three shards: rank 0 holds shards 0 and 2, rank 1 shard 1; both get 200 images
-    two = [load_data("parquet", str(packed), shard=(r, 2)) for r in range(2)]
-    assert torch.equal(two[0].train_images, cifar_subset.train_images[:SHARD])
-    assert torch.equal(two[1].train_images, cifar_subset.train_images[SHARD : 2 * SHARD])
-
-    # with the other ranks' shards gone, rank 0 still reads; rank 1 finds its own shard missing
-    partial = tmp_path / "rank0-only"
-    shutil.copytree(packed, partial)
-    for name in ("part-00001.parquet", "part-00002.parquet"):
-        (partial / "train" / name).unlink()
-    assert torch.equal(load_data("parquet", str(partial), shard=(0, 3)).train_images, ranks[0].train_images)
-    with pytest.raises(UsageError, match=r"train/part-00001.parquet is missing"):
-        load_data("parquet", str(partial), shard=(1, 3))
-
-    with pytest.raises(UsageError, match=r"3 train shard\(s\) cannot feed 4 ranks"):
-        load_data("parquet", str(packed), shard=(0, 4))
-    with pytest.raises(UsageError, match="cannot be read per rank"):
-        load_data("synthetic", shard=(0, 2))
 
 
 def test_bad_input_is_refused(packed, tmp_path, capsys):

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from ssl_tune.cli import main
-from ssl_tune.config import build_config, load_run_data
+from ssl_tune.config import build_config
 from ssl_tune.data import load_data
 from ssl_tune.data.imagefolder import list_folder
 from ssl_tune.data.synthetic import generate
+from ssl_tune.data.training import load_run_data
 from ssl_tune.errors import UsageError
 from tests.data.test_parquet_folders import write_images
 

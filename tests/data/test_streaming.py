@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import pickle
 import re
 import shutil
 import threading
@@ -23,7 +24,7 @@ from PIL import Image
 
 from ssl_tune.cli import main
 from ssl_tune.config import build_config
-from ssl_tune.data import load_data
+from ssl_tune.data import load_data, parquet, streaming
 from ssl_tune.data.streaming import (
     ShardBatches,
     ShardPlan,
@@ -34,6 +35,7 @@ from ssl_tune.data.streaming import (
     shard_plan,
     streams_shards,
 )
+from ssl_tune.data.training import TrainingData, open_training_data
 from ssl_tune.engine.collapse import embedding_std
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.errors import UsageError
@@ -178,6 +180,47 @@ def test_a_bad_shard_is_refused_in_one_line_before_ray_data_starts(copy, tmp_pat
         message = f"{copy}/train/part-00005.parquet has columns (index int64, label int64, jpeg binary)"
     refused(capsys, train_args(copy, tmp_path / "run"), message)
     assert not (tmp_path / "run").exists()
+
+
+# --- the training-data plan (no Ray) ---------------------------------------------------------------
+
+DECODED_GB = TRAIN * 3 * 32 * 32 / 1e9
+
+
+@pytest.fixture
+def manifest_reads(monkeypatch) -> list[str]:
+    """Every read of a pack's manifest from now on."""
+    reads: list[str] = []
+
+    def counted(fs, root, location):
+        reads.append(location)
+        return parquet.read_manifest(fs, root, location)
+
+    monkeypatch.setattr(streaming, "read_manifest", counted)
+    return reads
+
+
+def test_a_streamed_plan_reads_the_manifest_once(packed, manifest_reads):
+    cfg = config(packed, data_placement="auto", host_data_limit_gb=DECODED_GB / 2)
+    data = open_training_data(cfg)
+    assert data.streamed and data.stream.num_train == TRAIN - VAL and data.manifest.labeled
+    shipped = pickle.loads(pickle.dumps(data))  # as a trial hands it to its Ray Train workers
+    images = shipped.load(cfg)  # what each worker process holds: the eval subset
+    assert images.train_images.shape[0] == EVAL and images.labeled
+    assert manifest_reads == [str(packed)], "the manifest was read again after the plan was made"
+
+
+def test_a_resident_plan_loads_the_whole_split(packed, manifest_reads):
+    cfg = config(packed, data_placement="auto", host_data_limit_gb=DECODED_GB * 2)
+    data = open_training_data(cfg)
+    assert data == TrainingData() and not data.streamed
+    assert data.load(cfg).train_images.shape[0] == TRAIN
+    assert len(manifest_reads) == 1  # the decision (the resident loader reads its own copy, through parquet)
+
+
+def test_other_placements_never_open_a_manifest(packed, manifest_reads):
+    assert open_training_data(config(packed, data_placement="resident")) == TrainingData()
+    assert manifest_reads == []
 
 
 # --- Ray Data ---------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_tune.config import build_config, load_run_data, parse_set
+from ssl_tune.config import build_config, parse_set
 from ssl_tune.data.synthetic import NUM_CLASSES, generate
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.run import TrainingRun
 
 

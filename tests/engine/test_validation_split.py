@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from ssl_tune.cli import main
-from ssl_tune.config import build_config, load_run_data
+from ssl_tune.config import build_config
 from ssl_tune.data.splits import validation_split
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.engine.run import TrainingRun
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ssl_tune.cli import main
-from ssl_tune.config import build_config, load_run_data
+from ssl_tune.config import build_config
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.methods import METHODS
 from tests.helpers import small_params

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from ssl_tune.config import build_config, load_run_data
+from ssl_tune.config import build_config
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.run import TrainingRun
 
 # the settings stated in the README (Methods): weak crops and a high lr, small heads for CPU

@@ -7,8 +7,8 @@ import pickle
 import optuna
 
 from ssl_tune.tune.budget import EpochBudget
+from ssl_tune.tune.searcher import optuna_sampler
 from ssl_tune.tune.space import SweepSettings
-from ssl_tune.tune.sweep import optuna_sampler
 
 
 def test_budget_counts_each_trials_last_epoch_and_stops_all_at_the_budget(tmp_path):

@@ -13,8 +13,16 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from ssl_tune.tune import searcher as searcher_module
-from ssl_tune.tune.searcher import END_STATE, TUNE_TRIAL_ID, SSLOptunaSearch, pull_journal, push_journal
-from ssl_tune.tune.sweep import OPTUNA_FILE, fetch_optuna_journal, sync_optuna_journal
+from ssl_tune.tune.searcher import (
+    END_STATE,
+    OPTUNA_FILE,
+    TUNE_TRIAL_ID,
+    SSLOptunaSearch,
+    fetch_optuna_journal,
+    pull_journal,
+    push_journal,
+    sync_optuna_journal,
+)
 
 MAX_EPOCHS = 3
 

@@ -199,7 +199,8 @@ def test_two_worker_ddp_trial_on_streamed_shards(tmp_path, cifar_dir, monkeypatc
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ssl_tune.data.streaming import STREAM_LOG_ENV, build_dataset, shard_plan
+    from ssl_tune.data.streaming import STREAM_LOG_ENV, build_dataset
+    from ssl_tune.data.training import open_training_data
     from ssl_tune.tune.worker import train_worker
 
     pack, batch = tmp_path / "pack", 64
@@ -208,13 +209,14 @@ def test_two_worker_ddp_trial_on_streamed_shards(tmp_path, cifar_dir, monkeypatc
     layer = {"dataset": "parquet", "data_dir": str(pack), "train_subset": None, "test_subset": None}
     layer |= {"epochs": 2, "monitor": "val", "batch_size": batch, "val_size": 48}  # as a sweep trial
     cfg = build_config(TINY_FIXED, {**layer, "data_placement": "streamed_shards", "stream_eval_subset": 160})
-    plan, log, ids_log = shard_plan(cfg), tmp_path / "reports.jsonl", tmp_path / "ids"
+    data, log, ids_log = open_training_data(cfg), tmp_path / "reports.jsonl", tmp_path / "ids"
+    plan = data.stream
     monkeypatch.setenv(STREAM_LOG_ENV, str(ids_log))  # before ray.init: the workers inherit it
     ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
     try:
         TorchTrainer(
             train_worker,
-            train_loop_config={"config": cfg.to_yaml_dict(), "threads": 1, "stream": plan},
+            train_loop_config={"config": cfg.to_yaml_dict(), "threads": 1, "data": data},
             datasets={"train": build_dataset(plan, cfg.seed)},
             # half a CPU each: the other CPU decodes (Ray Data's tasks)
             scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),

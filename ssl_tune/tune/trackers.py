@@ -1,4 +1,5 @@
-"""The Tune side of tracking: a callback that makes each trial of a sweep (or run of a confirm) a tracker run."""
+"""The Tune side of tracking: a callback that makes each trial of a sweep (or run of a confirm) a run in each
+tracker of `--log` (`ssl_tune.tracking`)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,25 @@ from ray.tune.experiment import Trial
 from ray.tune.logger import LoggerCallback
 
 from ssl_tune.metrics import EPOCH, TrialStatus, finite
-from ssl_tune.tracking import RunIdentity, TrackedRun, TrackingSettings, write_record
+from ssl_tune.tracking import RunIdentity, TrackedRun, TrackingSettings, open_runs, write_record
+from ssl_tune.tune.recorder import scalar_items, trial_dirname, trial_status
+from ssl_tune.tune.worker import EVAL_PREFIX
 
 
 def tracked_metrics(result: dict[str, Any]) -> dict[str, float]:
     """What a tracker logs of a Tune result: the per-epoch scalars TensorBoard shows, and the final test-split
     numbers (`eval_*`) of a confirm run."""
-    from ssl_tune.tune.recorder import scalar_items
-    from ssl_tune.tune.worker import EVAL_PREFIX
-
     evals = {k: float(v) for k, v in result.items() if k.startswith(EVAL_PREFIX) and finite(v) is not None}
     return scalar_items(result) | evals
 
 
 class TrialRuns(LoggerCallback):
-    """Each trial is a run, in the experiment (MLflow) / group (W&B) named after the sweep, whose whereabouts go to
-    the trial folder's tracking.json.
+    """Each trial is a run in each tracker, in the experiment (MLflow) / group (W&B) named after the sweep, whose
+    whereabouts go to the trial folder's tracking.json. A resumed trial's runs are found again (`open_runs`).
 
     Its params are the sweep's `fixed` settings and the trial's sampled ones, or for `confirm` (`configs` given)
     the config at the trial's `run` index; its metrics are `tracked_metrics` at step = epoch; `end_state` says
-    how it ended. Subclasses open the run in their tracker."""
+    how it ended."""
 
     def __init__(
         self,
@@ -41,37 +41,49 @@ class TrialRuns(LoggerCallback):
     ) -> None:
         self.settings, self.experiment, self.stage, self.fixed = settings, experiment, stage, fixed
         self.max_epochs, self.configs = max_epochs, configs
-        self._runs: dict[Trial, TrackedRun] = {}
+        self._runs: dict[Trial, list[TrackedRun]] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: no open runs
         return {k: v for k, v in self.__dict__.items() if k != "_runs"} | {"_runs": {}}
 
-    def open_run(self, identity: RunIdentity, params: dict[str, Any], folder: Path) -> TrackedRun:
-        raise NotImplementedError
-
     def log_trial_start(self, trial: Trial) -> None:
         if trial in self._runs:
             return
-        from ssl_tune.tune.recorder import trial_dirname
-
         params = self.configs[trial.config["run"]] if self.configs is not None else {**self.fixed, **trial.config}
         trial.init_local_path()
+        folder = Path(trial.local_path)
         identity = RunIdentity(self.experiment, trial_dirname(trial), trial.trial_id, self.stage)
-        run = self._runs[trial] = self.open_run(identity, params, Path(trial.local_path))
-        write_record(Path(trial.local_path), [run])
+        runs = self._runs[trial] = open_runs(self.settings, identity, params, folder=folder, quiet=True)
+        write_record(folder, runs)
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
         if trial not in self._runs:
             self.log_trial_start(trial)
-        self._runs[trial].log_metrics(tracked_metrics(result), step=int(result.get(EPOCH, iteration)))
+        values, epoch = tracked_metrics(result), int(result.get(EPOCH, iteration))
+        for run in self._runs[trial]:
+            run.log_metrics(values, step=epoch)
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
-        from ssl_tune.tune.recorder import trial_status
-
         if trial not in self._runs:
             self.log_trial_start(trial)
-        self._runs.pop(trial).end(trial_status(trial.last_result or {}, failed, self.max_epochs).value)
+        state = trial_status(trial.last_result or {}, failed, self.max_epochs).value
+        for run in self._runs.pop(trial):
+            run.end(state)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         for trial in list(self._runs):  # unfinished (an interrupted sweep) until a resume reopens them
-            self._runs.pop(trial).end(TrialStatus.UNFINISHED.value)
+            for run in self._runs.pop(trial):
+                run.end(TrialStatus.UNFINISHED.value)
+
+
+def tune_callbacks(
+    settings: TrackingSettings,
+    experiment: str,
+    stage: str,
+    fixed: dict[str, Any],
+    max_epochs: int,
+    configs: list[dict[str, Any]] | None = None,
+) -> list[Any]:
+    """Ray Tune callbacks that make each trial a run in each tracker. A sweep's trial logs the space's `fixed`
+    settings and its sampled params; a confirm run (`configs` given) the config at its `run` index."""
+    return [TrialRuns(settings, experiment, stage, fixed, max_epochs, configs)] if settings.trackers else []
