@@ -487,18 +487,27 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         "check",
         help="validate cluster files offline, before they cost money",
         description="Validate `ray up` YAMLs with Ray's own offline config validation, and KubeRay RayCluster / "
-        "RayJob manifests field by field, against the rules ssl-tune needs. Exit 2 if any file has an error.",
+        "RayJob manifests field by field, against the rules ssl-tune needs; with --space, also that the worker "
+        "types can run one trial of that search space. Exit 2 if any file has an error.",
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("--space", help="a search-space YAML: the cluster must fit one trial of it (its sweep section)")
+    check.add_argument("--workers-per-trial", type=int, help="override the space's workers_per_trial")
+    check.add_argument("--gpus-per-trial", type=float, help="override the space's gpus_per_trial")
+    check.add_argument("--cpus-per-worker", type=float, help="override the space's cpus_per_worker")
     check.set_defaults(handler=_run_cluster_check)
 
 
 def _run_cluster_check(args: argparse.Namespace) -> int:
-    from ssl_tune.tools.cluster_check import check_file
+    from ssl_tune.tools.cluster_check import check_file, trial_shape
 
+    shape = (args.workers_per_trial, args.gpus_per_trial, args.cpus_per_worker)
+    trial = None
+    if args.space is not None or any(v is not None for v in shape):
+        trial = trial_shape(args.space, *shape)
     failed = False
     for path in args.files:
-        report = check_file(path)
+        report = check_file(path, trial)
         for message in report.errors:
             print(f"{path}: error: {message}", file=sys.stderr)
         for message in report.warnings:
@@ -506,8 +515,9 @@ def _run_cluster_check(args: argparse.Namespace) -> int:
         if report.errors:
             failed = True
         else:
+            fits = f"; fits a trial of {trial.describe()}" if trial else ""
             for cluster in report.clusters:
-                print(f"{path}: ok: {cluster.describe()}")
+                print(f"{path}: ok: {cluster.describe()}{fits}")
     return 2 if failed else 0
 
 

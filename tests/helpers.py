@@ -3,9 +3,16 @@ that a 2-CPU machine runs in about a minute."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +70,49 @@ def sweep_cmd(*args: str) -> list[str]:
 def run_cli(args: list[str], timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled", **(env or {})}
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_cli(*args: str, temp_dir: str) -> None:
+    """`ray ARGS` for a test's own cluster in `temp_dir` (token authentication off)."""
+    cmd = [str(Path(sys.executable).with_name("ray")), *args]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp_dir}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Kill only this cluster's processes (their command lines name its temp dir), not other Ray users'."""
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if temp_dir in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_dir.name), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def ray_cluster_of(*nodes: tuple[int, int, dict[str, float]]) -> Iterator[str]:
+    """A test's own Ray cluster on loopback, one `ray start` per (CPUs, GPUs, custom resources) node, the first the
+    head (with its dashboard); yields its address, and kills its processes after."""
+    temp_dir = tempfile.mkdtemp(prefix="rtc", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
+    port = free_port()
+    try:
+        for i, (cpus, gpus, resources) in enumerate(nodes):
+            where = ["--head", f"--port={port}", "--include-dashboard=true", f"--dashboard-port={free_port()}"]
+            where = where if i == 0 else [f"--address=127.0.0.1:{port}"]
+            sizes = [f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--resources={json.dumps(resources)}"]
+            ray_cli("start", *where, "--node-ip-address=127.0.0.1", *sizes, f"--temp-dir={temp_dir}", temp_dir=temp_dir)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)

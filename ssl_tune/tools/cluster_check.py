@@ -9,12 +9,14 @@ declares its `resources` instead (Ray's schema requires them for GCP and Azure a
 KubeRay manifests (RayCluster, RayJob) are checked field by field: Ray version, autoscaling, GPU limits,
 replica bounds. Both kinds then meet the same ssl-tune rules: the head schedules no GPU work and offers the
 `ssl_tune_driver` resource, the images run the Ray that ssl-tune is installed with, GPU workers start at 0.
+Given a search space's trial shape (`--space`), the worker types must also be able to run one trial of it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ class WorkerGroup:
     max_workers: int
     image: str | None
     spot: bool = False
+    cpus: float | None = None  # None: not declared (Ray detects them on the node)
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ def installed_ray_version() -> str:
 # --- files -----------------------------------------------------------------------------------------
 
 
-def check_file(path: str | Path) -> FileReport:
-    """Check one launcher YAML or KubeRay manifest; problems are findings, never exceptions."""
+def check_file(path: str | Path, trial: TrialShape | None = None) -> FileReport:
+    """Check one launcher YAML or KubeRay manifest, and that it can run one `trial` if given; problems are
+    findings, never exceptions."""
     report = FileReport(Path(path))
     try:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
@@ -124,9 +128,9 @@ def check_file(path: str | Path) -> FileReport:
         report.error("expected a YAML mapping (a `ray up` config) or Kubernetes objects")
         return report
     if len(docs) == 1 and "provider" in docs[0]:
-        check_launcher(docs[0], report)
+        check_launcher(docs[0], report, trial)
     elif all("kind" in d for d in docs):
-        check_kuberay(docs, report)
+        check_kuberay(docs, report, trial)
     else:
         report.error("neither a `ray up` config (no 'provider') nor Kubernetes objects (no 'kind')")
         return report
@@ -161,7 +165,9 @@ def prepare_and_validate(config: dict[str, Any]) -> dict[str, Any]:
     return prepared
 
 
-def check_launcher(config: dict[str, Any], report: FileReport) -> dict[str, Any] | None:
+def check_launcher(
+    config: dict[str, Any], report: FileReport, trial: TrialShape | None = None
+) -> dict[str, Any] | None:
     """Validate a `ray up` config with Ray, then apply the ssl-tune rules. Returns the prepared config."""
     import jsonschema
 
@@ -184,6 +190,8 @@ def check_launcher(config: dict[str, Any], report: FileReport) -> dict[str, Any]
     summary = launcher_summary(prepared)
     report.clusters.append(summary)
     apply_rules(summary, report)
+    if trial is not None:
+        check_trial_fits(summary, trial, report)
     return prepared
 
 
@@ -200,6 +208,7 @@ def launcher_summary(prepared: dict[str, Any]) -> ClusterSummary:
             max_workers=int(spec.get("max_workers", 0)),
             image=(spec.get("docker") or {}).get("worker_image") or docker.get("worker_image") or docker.get("image"),
             spot=_is_spot(prepared["provider"]["type"], spec.get("node_config") or {}),
+            cpus=spec["resources"].get("CPU"),
         )
         for name, spec in types.items()
         if name != head_name
@@ -233,7 +242,7 @@ def _is_spot(provider: str, node_config: dict[str, Any]) -> bool:
 # --- KubeRay manifests -----------------------------------------------------------------------------
 
 
-def check_kuberay(docs: list[dict[str, Any]], report: FileReport) -> None:
+def check_kuberay(docs: list[dict[str, Any]], report: FileReport, trial: TrialShape | None = None) -> None:
     ray_docs = [d for d in docs if d.get("kind") in ("RayCluster", "RayJob")]
     if not ray_docs:
         report.error("no RayCluster or RayJob in this file")
@@ -272,6 +281,8 @@ def check_kuberay(docs: list[dict[str, Any]], report: FileReport) -> None:
             else:
                 report.warn(f"{where}: enableInTreeAutoscaling is not true: GPU worker groups will not scale")
             apply_rules(summary, report, where=f"{where}: ")
+            if trial is not None:
+                check_trial_fits(summary, trial, report, where=f"{where}: ")
 
 
 def _kuberay_summary(
@@ -291,6 +302,8 @@ def _kuberay_summary(
     head_gpus = max(head_gpus, _int_param(head_params, "num-gpus", f"{where}: headGroupSpec", report) or 0)
     head_resources = _resources_param(head_params, f"{where}: headGroupSpec", report)
     head_cpus = _int_param(head_params, "num-cpus", f"{where}: headGroupSpec", report)
+    if head_cpus is None:
+        head_cpus = _container_cpus(head)
     if head_cpus is not None:
         head_resources["CPU"] = head_cpus
 
@@ -320,7 +333,9 @@ def _kuberay_summary(
         declared = _int_param(group.get("rayStartParams") or {}, "num-gpus", label, report)
         if declared is not None and declared != gpus:
             report.error(f"{label}: rayStartParams num-gpus {declared} but the container has {GPU_LIMIT}: {gpus}")
-        workers.append(WorkerGroup(group["groupName"], gpus, low or 0, high, image))
+        cpus = _int_param(group.get("rayStartParams") or {}, "num-cpus", label, report)
+        cpus = _container_cpus(group) if cpus is None else cpus
+        workers.append(WorkerGroup(group["groupName"], gpus, low or 0, high, image, cpus=cpus))
 
     for image in (head_image, *(w.image for w in workers)):
         match = RAY_IMAGE.match(image or "")
@@ -341,7 +356,7 @@ def _kuberay_summary(
 
 def _ray_container(group: dict[str, Any], where: str, report: FileReport) -> tuple[str | None, int]:
     """The image and GPU limit of a group's Ray container (the first container, as KubeRay assumes)."""
-    containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or []
+    containers = _containers(group)
     if not containers or not isinstance(containers[0], dict):
         report.error(f"{where}: template.spec.containers is empty")
         return None, 0
@@ -359,6 +374,21 @@ def _ray_container(group: dict[str, Any], where: str, report: FileReport) -> tup
         except ValueError:
             report.error(f"{where}: resources.{section}.{GPU_LIMIT} {value!r} is not a whole number of GPUs")
     return container.get("image"), gpus
+
+
+def _containers(group: dict[str, Any]) -> list[Any]:
+    return ((group.get("template") or {}).get("spec") or {}).get("containers") or []
+
+
+def _container_cpus(group: dict[str, Any]) -> int | None:
+    """The CPUs KubeRay gives Ray without num-cpus: the Ray container's cpu limit, else its request, rounded up."""
+    containers = _containers(group)
+    resources = (containers[0].get("resources") or {}) if containers and isinstance(containers[0], dict) else {}
+    for section in ("limits", "requests"):
+        match = re.fullmatch(r"(\d+(?:\.\d*)?)(m?)", str((resources.get(section) or {}).get("cpu", "")).strip())
+        if match and float(match[1]) > 0:
+            return math.ceil(float(match[1]) / (1000 if match[2] else 1) - 1e-9)
+    return None
 
 
 def _int_param(params: dict[str, Any], key: str, where: str, report: FileReport) -> int | None:
@@ -427,3 +457,100 @@ def apply_rules(summary: ClusterSummary, report: FileReport, where: str = "") ->
             )
         elif image in gpu_images and not re.fullmatch(r"gpu|cu\d+", match["flavor"] or ""):
             report.error(f"{where}GPU workers run image {image}: use a -gpu or -cuXXX tag")
+
+
+# --- does one trial of a search space fit? ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialShape:
+    """What one trial asks of the cluster: `workers` Ray Train workers of `cpus_per_worker` CPUs; one worker
+    takes `gpus` (a share of one GPU, or one), more workers take one whole GPU each (`gpus` is 0 or `workers`)."""
+
+    workers: int
+    gpus: float
+    cpus_per_worker: float
+
+    @property
+    def gpus_per_worker(self) -> float:
+        return self.gpus if self.workers == 1 else min(self.gpus, 1.0)
+
+    def describe(self) -> str:
+        gpu = f"{self.gpus_per_worker:g} GPU" if self.gpus else "no GPU"
+        return f"{_count(self.workers, 'worker')} x ({gpu}, {_count(self.cpus_per_worker, 'CPU')})"
+
+
+def _count(n: float | None, unit: str) -> str:
+    return f"{'?' if n is None else f'{n:g}'} {unit}{'' if n == 1 else 's'}"
+
+
+def trial_shape(
+    space: str | Path | None = None,
+    workers_per_trial: int | None = None,
+    gpus_per_trial: float | None = None,
+    cpus_per_worker: float | None = None,
+) -> TrialShape:
+    """A trial's shape: the space file's `sweep` section (defaults without one), then the given overrides,
+    checked as `ssl-tune sweep` checks them. Raises UsageError."""
+    from pydantic import ValidationError
+
+    from ssl_tune.config import describe_validation_error
+    from ssl_tune.errors import UsageError
+    from ssl_tune.tune.space import SweepSettings, load_space
+
+    settings = load_space(space).sweep if space is not None else SweepSettings()
+    given = {
+        "workers_per_trial": workers_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+        "cpus_per_worker": cpus_per_worker,
+    }
+    try:
+        settings = SweepSettings.model_validate(
+            {**settings.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+        )
+    except ValidationError as err:
+        raise UsageError(describe_validation_error(err)) from None
+    return TrialShape(settings.workers_per_trial, settings.gpus_per_trial, settings.cpus_per_worker)
+
+
+def check_trial_fits(summary: ClusterSummary, trial: TrialShape, report: FileReport, where: str = "") -> None:
+    """An error when no worker type (or, for CPU trials, the head) can run one trial. Undeclared CPUs never fail."""
+    asks = f"{where}space asks {trial.describe()} per trial"
+    cpus = trial.cpus_per_worker
+    groups = [w for w in summary.workers if w.max_workers > 0]  # a type capped at 0 nodes runs nothing
+    if trial.gpus:
+        groups = [w for w in groups if w.gpus > 0]
+        if not groups:
+            report.error(f"{asks}; no worker type has a GPU")
+        elif trial.workers == 1 and not any(w.gpus >= trial.gpus and _fits(w.cpus, cpus) for w in groups):
+            offered = "; ".join(f"{w.name}: {_count(w.gpus, 'GPU')}, {_count(w.cpus, 'CPU')}" for w in groups)
+            report.error(f"{asks}; no worker type has a GPU and >= {cpus:g} CPUs ({offered})")
+        elif trial.workers > 1:
+            # workers a node can host: one per GPU, as its CPUs allow
+            slots = {w.name: min(w.gpus, _slots(w.cpus, cpus, w.gpus)) for w in groups}
+            capacity = sum(slots[w.name] * w.max_workers for w in groups)
+            if capacity < trial.workers:
+                used = ", ".join(f"{w.name} x {w.max_workers}" for w in groups if slots[w.name]) or "none"
+                report.error(
+                    f"{asks}; the worker types offer at most {_count(capacity, 'GPU')} with >= {cpus:g} CPUs ({used})"
+                )
+        return
+    nodes = [(w.name, w.cpus, w.max_workers) for w in groups]
+    head_cpus = summary.head_resources.get("CPU")
+    if head_cpus != 0:  # a head that declares no CPU takes no trial; undeclared ones are unknown
+        nodes.append(("head", head_cpus, 1))
+    if any(n_cpus is None for _, n_cpus, _ in nodes):
+        return
+    capacity = sum(_slots(n_cpus, cpus, trial.workers) * count for _, n_cpus, count in nodes)
+    if capacity < trial.workers:
+        offered = ", ".join(f"{name}: {_count(n_cpus, 'CPU')}" for name, n_cpus, _ in nodes) or "no node type"
+        report.error(f"{asks}; the node types offer at most {_count(capacity, 'worker')} of {cpus:g} CPUs ({offered})")
+
+
+def _fits(node_cpus: float | None, cpus: float) -> bool:
+    return node_cpus is None or node_cpus >= cpus - 1e-9
+
+
+def _slots(node_cpus: float | None, cpus: float, unknown: int) -> int:
+    """How many workers of `cpus` CPUs a node holds; `unknown` where its CPUs are not declared."""
+    return unknown if node_cpus is None else math.floor(node_cpus / cpus + 1e-9)

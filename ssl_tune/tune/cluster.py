@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ssl_tune.errors import UsageError, first_line
+from ssl_tune.tune.devices import GPU_AS_CPU_ENV
 from ssl_tune.tune.space import SweepSettings
 
 DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
+LOCAL_RESOURCE = "ssl_tune_local_cluster"  # marks the local cluster a driver starts itself: it never grows
 MARK_FILE = "ssl_tune_sweep_driver.pid"
 SESSION_DIR = re.compile(rb"(/[^\s\0=]*?/session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d+_\d+)")
 
@@ -45,11 +47,11 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[None]:
         yield
         return
     local = address is None and "RAY_ADDRESS" not in os.environ
-    init_kwargs = _quiet_tune(verbose, local)
+    init_kwargs = _driver_settings(verbose, local)
     if local and (stale := remove_orphaned_clusters()):
         print(f"stopped {stale} local Ray cluster(s) left behind by a killed sweep driver")
     if local:
-        init_kwargs["resources"] = {DRIVER_RESOURCE: 1000}
+        init_kwargs["resources"] = {DRIVER_RESOURCE: 1000, LOCAL_RESOURCE: 1}
     else:
         init_kwargs["address"] = address or "auto"
         check_reachable(address or os.environ["RAY_ADDRESS"])
@@ -68,8 +70,8 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[None]:
         ray.shutdown()
 
 
-def _quiet_tune(verbose: bool, local: bool) -> dict[str, Any]:
-    """Tune's environment for a sweep's driver, and `ray.init`'s logging keywords."""
+def _driver_settings(verbose: bool, local: bool) -> dict[str, Any]:
+    """The environment of a driver (Tune's settings), and `ray.init`'s keywords: logging, the test-only GPU switch."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours writes TensorBoard
     # Ray's status tables only with --verbose: its newer reporter prints a config box even at verbose=0
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
@@ -79,6 +81,8 @@ def _quiet_tune(verbose: bool, local: bool) -> dict[str, Any]:
     if local:  # no spot preemption on a local cluster: spare each trial the watcher actor (a process)
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     init_kwargs: dict[str, Any] = {"log_to_driver": verbose, "include_dashboard": True}
+    if switch := os.environ.get(GPU_AS_CPU_ENV):  # tests: the trials' processes get the switch too
+        init_kwargs["runtime_env"] = {"env_vars": {GPU_AS_CPU_ENV: switch}}
     if not verbose:  # Ray's and Optuna's INFO lines: with --verbose only
         import optuna
 
@@ -128,14 +132,21 @@ def cluster_resources() -> dict[str, float]:
     return ray.cluster_resources()
 
 
-def concurrency(settings: SweepSettings, resources: dict[str, float]) -> tuple[int, str]:
-    """How many trials fit at once on the cluster's current `resources`, and why."""
+def concurrency(settings: SweepSettings, resources: dict[str, float]) -> tuple[int | None, str]:
+    """How many trials may run at once (None: no cap), and why.
+
+    `--max-concurrent` when given. On a cluster that can grow (any cluster but the local one a driver starts
+    itself), no cap: a trial that waits for resources is the demand its autoscaler adds a node for (Tune keeps
+    one trial of a searcher pending at a time, or `--max-concurrent` of them). On the local cluster, as many
+    as fit its `resources`."""
+    if settings.max_concurrent is not None:
+        return settings.max_concurrent, "--max-concurrent"
+    if not resources.get(LOCAL_RESOURCE):
+        return None, "the cluster can grow: a trial that waits for resources asks its autoscaler for a node"
     needs = {"CPU": settings.workers_per_trial * settings.cpus_per_worker}
     if settings.gpus_per_trial:
         needs["GPU"] = settings.gpus_per_trial
     fits = min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in needs.items())
-    if settings.max_concurrent is not None:
-        return settings.max_concurrent, "--max-concurrent"
     if fits == 0:
         return settings.num_samples, "none fits the cluster now: trials wait for the autoscaler"
     return fits, f"{fits} x {needs} fit the cluster's {dict((k, resources.get(k, 0)) for k in needs)}"

@@ -118,8 +118,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
             print(f"resuming confirm {confirm_dir}")
             tuner = restore_tuner(confirm_trial, plan, confirm_dir, parameters)
         else:
-            limit, _ = concurrency(sweep.space.sweep, cluster_resources())
-            limit = request.max_concurrent or limit
+            limit = request.max_concurrent or concurrency(sweep.space.sweep, cluster_resources())[0] or len(runs)
             epochs = max(r.config["epochs"] for r in runs)
             names = [f"{_config_name(r.label)}, seed {r.seed}" for r in runs]
             events = [] if request.verbose else [ConfirmEvents(names, epochs)]  # a line per run event, not Ray's tables

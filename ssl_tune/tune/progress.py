@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import suppress
 from typing import Any
 
+import cloudpickle
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from ssl_tune.errors import first_line
 from ssl_tune.metrics import EPOCH, format_metric
 from ssl_tune.tune.recorder import trial_status
+
+
+def error_line(trial: Trial) -> str:
+    """The first line of the error that ended `trial`, as its code raised it (inside Ray's task and Train
+    wrappers, whose own messages carry tracebacks). Read from the trial's local folder, where Tune has just
+    written it."""
+    err: BaseException | None = None
+    with suppress(Exception), open(trial.pickled_error_file, "rb") as f:  # none, or unreadable: no reason
+        err = cloudpickle.load(f)
+    while err is not None and (inner := getattr(err, "cause", None) or err.__cause__) is not None:
+        err = inner
+    return f"{type(err).__name__}: {first_line(err)}" if err is not None else "see its error.txt"
 
 
 def _short(params: dict[str, Any]) -> str:
@@ -65,7 +80,8 @@ class TrialEvents(Callback):
         status = trial_status(last, failed, self.max_epochs)
         best = self._best.get(trial.trial_id)
         shown = f"  best {format_metric(self.metric, best)}" if best is not None else ""
-        self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}")
+        why = f": {error_line(trial)}" if failed else ""
+        self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")
 
     def _summary(self, trials: list[Trial]) -> None:
         self._last_summary = time.monotonic()
@@ -112,4 +128,5 @@ class ConfirmEvents(TrialEvents):
         status = trial_status(last, failed, self.max_epochs)
         numbers = [f"{label} {100 * v:.2f}%" for key, label in self.shown if isinstance(v := last.get(key), float)]
         shown = f"  {', '.join(numbers)}" if numbers else ""
-        self._print(f"{self._name(trial)} {status.value} at epoch {last.get(EPOCH, 0)}{shown}")
+        why = f": {error_line(trial)}" if failed else ""
+        self._print(f"{self._name(trial)} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")

@@ -140,6 +140,23 @@ class SweepSettings(Settings):
         "all (epoch 0 not counted); num_samples still caps the trials",
     )
 
+    @model_validator(mode="after")
+    def _gpus_as_the_hardware_has_them(self) -> SweepSettings:
+        """A single-worker trial trains on one device: a share of one GPU, or one. A multi-worker trial (DDP) gets
+        one whole GPU per rank: NCCL refuses two ranks on one device."""
+        gpus, workers = self.gpus_per_trial, self.workers_per_trial
+        if workers == 1 and gpus > 1:
+            hint = f": use --workers-per-trial {gpus:g} (one GPU each)" if gpus == int(gpus) else ""
+            raise ValueError(
+                f"gpus_per_trial {gpus:g} with one worker would reserve {gpus:g} GPUs and train on one{hint}"
+            )
+        if workers > 1 and gpus and gpus != workers:
+            raise ValueError(
+                f"a trial of {workers} workers takes one whole GPU per worker: gpus_per_trial {workers}, or 0 for CPU "
+                f"(not {gpus:g})"
+            )
+        return self
+
 
 class SearchSpace(Settings):
     """A validated search-space file."""

@@ -47,7 +47,8 @@ def run_sweep(request: SweepRequest) -> SweepResult:
         try:
             results = tuner.fit()
         finally:
-            _record_session(sweep.sweep_dir, started, concurrency(sweep.space.sweep, cluster_resources())[0])
+            slots = concurrency(sweep.space.sweep, cluster_resources())[0] or sweep.space.sweep.num_samples
+            _record_session(sweep.sweep_dir, started, slots)
             sync_optuna_journal(sweep.sweep_dir, sweep.name)  # the final copy, past the searcher's throttle
     s = sweep.space.sweep
     spent_budget = s.budget_epochs is not None and load_sweep(sweep.sweep_dir).trained_epochs >= s.budget_epochs
@@ -81,7 +82,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest) -> Any:
         fetch_optuna_journal(sweep_dir, sweep.name)  # the restored searcher reopens the driver's local copy
         return restore_tuner(run_trial, plan, sweep_dir)
     limit, why = concurrency(s, resources)
-    print(f"sweep {sweep.name}: {s.num_samples} trials, up to {limit} at a time ({why})")
+    print(f"sweep {sweep.name}: {s.num_samples} trials, up to {limit or s.num_samples} at a time ({why})")
     max_epochs = sweep.max_epochs
     scheduler = sweep_scheduler(space, sweep_dir, max_epochs)
     callbacks = tune_callbacks(request.tracking, sweep.name, "sweep", space.fixed, max_epochs)

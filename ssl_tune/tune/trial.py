@@ -14,6 +14,7 @@ from ssl_tune.data.streaming import build_dataset
 from ssl_tune.data.training import open_training_data
 from ssl_tune.metrics import SELECTION_METRIC, SELECTION_MODE
 from ssl_tune.storage import join
+from ssl_tune.tune.devices import gpus_as_cpu
 from ssl_tune.tune.space import SearchSpace
 from ssl_tune.tune.worker import train_worker, tune_trial_loop
 
@@ -87,7 +88,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
     if plan.in_process:
         tune_trial_loop(cfg, data, plan.cpus_per_worker, plan.gpus_per_trial > 0, final_eval)
         return
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = ray.tune.get_context().get_trial_id()
@@ -95,6 +96,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
         "config": cfg.to_yaml_dict(),
         "data": data,
         "threads": plan.cpus_per_worker,
+        "use_gpu": plan.gpus_per_trial > 0,
         "final_eval": final_eval,
     }
     datasets = {}
@@ -102,6 +104,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
         datasets["train"] = build_dataset(data.stream, cfg.seed)
     trainer = TorchTrainer(
         train_worker,
+        torch_config=TorchConfig(backend="gloo") if gpus_as_cpu() else None,  # tests: fake GPUs, no NCCL
         train_loop_config=loop_config,
         datasets=datasets or None,
         scaling_config=ray.train.ScalingConfig(

@@ -34,6 +34,7 @@ from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssl_tune.engine.evaluate import evaluate_backbone
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.metrics import EpochMetrics
+from ssl_tune.tune.devices import trial_device
 
 EVAL_PREFIX = "eval_"  # the final report's test-split numbers (`ssl-tune confirm`)
 
@@ -52,14 +53,16 @@ def tune_trial_loop(cfg: TrainConfig, data: TrainingData, threads: float, use_gp
     import ray.tune
 
     torch.set_num_threads(max(1, int(threads)))
-    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    run = f"trial {ray.tune.get_context().get_trial_id()}"
+    device = trial_device(use_gpu, 0, run, lambda: torch.device("cuda"))
     session = Session(ray.tune.report, ray.tune.get_checkpoint)
     run_epochs(cfg, data, session, Distributed(0, 1), device, None, final_eval)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """`train_loop_per_worker` for TorchTrainer (multi-worker trials). `loop_config` = {"config": TrainConfig
-    dict, "data": TrainingData (a stream is the trainer's "train" dataset), "threads": n, "final_eval": bool}."""
+    dict, "data": TrainingData (a stream is the trainer's "train" dataset), "threads": n, "use_gpu": bool,
+    "final_eval": bool}."""
     import ray.train
     import ray.train.torch
 
@@ -67,7 +70,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
     context = ray.train.get_context()
     dist = Distributed(context.get_world_rank(), context.get_world_size())
-    device = ray.train.torch.get_device()
+    run = f"{context.get_experiment_name()} rank {dist.rank}"
+    device = trial_device(bool(loop_config.get("use_gpu")), dist.rank, run, ray.train.torch.get_device)
     session = Session(ray.train.report, ray.train.get_checkpoint)
     data: TrainingData = loop_config["data"]
     shard = ray.train.get_dataset_shard("train") if data.streamed else None
@@ -218,7 +222,8 @@ def _ddp(dist: Distributed, device: torch.device):
     def wrap(method: nn.Module) -> nn.Module:
         if device.type == "cuda" and getattr(method, "sync_batchnorm", False):
             method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-        return ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"find_unused_parameters": False})
+        kwargs = {"find_unused_parameters": False}  # on the device chosen once (`trial_device`), not Ray's guess
+        return ray.train.torch.prepare_model(method, move_to_device=device, parallel_strategy_kwargs=kwargs)
 
     return wrap
 

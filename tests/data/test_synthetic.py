@@ -31,7 +31,10 @@ def test_an_images_colour_does_not_tell_its_class():
 
 @pytest.mark.slow
 def test_simclr_learns_it_within_a_few_epochs():
-    """The quickstart's setting with its best trial's parameters: measured 17.6 % -> 31.1 % in 8 epochs."""
+    """The quickstart's setting with its best trial's parameters. Float rounding differs between CPUs, and it
+    changes an 8-epoch run: seed 0 went 17.6 % -> 31.1 % on an earlier VM and 17.6 % -> 25.2 % on this one
+    (2026-12-07, 2-core Xeon), where seeds 1-3 gained 11.7, 14.7 and 11.5 points. At lr 1e-6 (no learning) it
+    ended 2.2 points below its start. A gain of 5 points separates the two."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
     settings = [
@@ -44,4 +47,4 @@ def test_simclr_learns_it_within_a_few_epochs():
     start = run.initial_metrics().val_knn_acc
     while not run.done:
         last = run.train_epoch().val_knn_acc
-    assert last >= start + 0.08, (start, last)
+    assert last >= start + 0.05, (start, last)

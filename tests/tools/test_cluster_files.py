@@ -210,3 +210,112 @@ def test_cluster_check_unreadable_and_foreign_files(tmp_path, capsys):
     assert "neither a `ray up` config" in err[1]
     assert "no RayCluster or RayJob" in err[2]
     assert "cannot read" in err[3]
+
+
+# --- ssl-tune cluster check --space: can the worker types run one trial of the space? -------------------
+
+
+def _cluster_variant(tmp_path: Path, name: str, edit) -> str:
+    """A shipped file, loaded, edited in place by `edit`, written to tmp_path."""
+    (doc,) = list(yaml.safe_load_all((CLUSTER / name).read_text()))
+    edit(doc)
+    path = tmp_path / f"variant-{name}"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def _one_gpu_type(doc: dict) -> None:
+    types = doc["available_node_types"]
+    del types["gpu_4x"]
+    types["gpu_1x"]["max_workers"] = 2
+
+
+def _check(capsys, *args: str) -> tuple[int, list[str], list[str]]:
+    """Exit code, ok lines and error lines of `ssl-tune cluster check ARGS`."""
+    code = main(["cluster", "check", *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, [x for x in out.splitlines() if ": ok: " in x], [x for x in err.splitlines() if ": error: " in x]
+
+
+def test_cluster_check_shipped_files_fit_the_shipped_space(capsys, offline):
+    files = [str(CLUSTER / n) for n in LAUNCHERS + KUBERAY]
+    code, ok, errors = _check(capsys, *files, "--space", str(REPO / "search_spaces" / "simclr.yaml"))
+    assert code == 0 and not errors
+    assert len(ok) == len(files) and all(x.endswith("fits a trial of 1 worker x (0.25 GPU, 2 CPUs)") for x in ok)
+
+
+def test_cluster_check_flags_a_multi_gpu_trial_beyond_the_worker_types(tmp_path, capsys, offline):
+    from tests.helpers import write_space
+
+    cluster = _cluster_variant(tmp_path, "aws.yaml", _one_gpu_type)
+    big = write_space(tmp_path / "ddp.yaml", sweep={"workers_per_trial": 4, "gpus_per_trial": 4, "cpus_per_worker": 2})
+    code, ok, errors = _check(capsys, cluster, "--space", str(big))
+    assert code == 2 and not ok
+    assert errors == [
+        f"{cluster}: error: space asks 4 workers x (1 GPU, 2 CPUs) per trial; the worker types offer at most "
+        "2 GPUs with >= 2 CPUs (gpu_1x x 2)"
+    ]
+    # the same file runs a trial on a quarter of a GPU
+    small = write_space(tmp_path / "small.yaml", sweep={"gpus_per_trial": 0.25, "cpus_per_worker": 2})
+    code, ok, errors = _check(capsys, cluster, "--space", str(small))
+    assert code == 0 and not errors and ok[0].endswith("fits a trial of 1 worker x (0.25 GPU, 2 CPUs)")
+    # and two workers, one GPU each, over its two nodes; a type capped at 0 nodes offers nothing
+    assert _check(capsys, cluster, "--space", str(small), "--workers-per-trial", "2", "--gpus-per-trial", "2")[0] == 0
+    capped = _cluster_variant(tmp_path, "aws.yaml", lambda d: d["available_node_types"]["gpu_4x"].update(max_workers=0))
+    code, ok, errors = _check(capsys, capped, "--space", str(big), "--cpus-per-worker", "13")
+    assert code == 2 and len(errors) == 1  # gpu_1x has 8 CPUs, gpu_4x no node
+    assert errors[0].endswith("the worker types offer at most 0 GPUs with >= 13 CPUs (none)")
+
+
+def _kuberay_128_cpus(doc: dict) -> None:
+    doc["spec"]["workerGroupSpecs"][1]["rayStartParams"] = {"num-cpus": "128"}  # num-cpus wins over the limit
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "cpus_4x"),
+    [
+        ("aws.yaml", None, 48),  # node type resources
+        ("kuberay-cluster.yaml", None, 40),  # the container's cpu limit
+        ("kuberay-cluster.yaml", _kuberay_128_cpus, 128),  # rayStartParams num-cpus
+    ],
+)
+def test_cluster_check_flags_more_cpus_than_any_worker_type_has(tmp_path, capsys, offline, name, edit, cpus_4x):
+    from tests.helpers import write_space
+
+    cluster = _cluster_variant(tmp_path, name, edit) if edit else str(CLUSTER / name)
+    gpu = write_space(tmp_path / "gpu.yaml", sweep={"gpus_per_trial": 0.5, "cpus_per_worker": 100})
+    cpu = write_space(tmp_path / "cpu.yaml", sweep={"cpus_per_worker": 100})
+    sep = "_" if name == "aws.yaml" else "-"
+    for space, expected in [
+        (gpu, f"space asks 1 worker x (0.5 GPU, 100 CPUs) per trial; no worker type has a GPU and >= 100 CPUs "
+              f"(gpu{sep}1x: 1 GPU, 8 CPUs; gpu{sep}4x: 4 GPUs, {cpus_4x} CPUs)"),
+        (cpu, f"space asks 1 worker x (no GPU, 100 CPUs) per trial; the node types offer at most 0 workers of 100 "
+              f"CPUs (gpu{sep}1x: 8 CPUs, gpu{sep}4x: {cpus_4x} CPUs)"),
+    ]:  # fmt: skip
+        code, ok, errors = _check(capsys, cluster, "--space", str(space))
+        if cpus_4x >= 100:
+            assert code == 0 and not errors and ok
+        else:
+            assert code == 2 and len(errors) == 1 and errors[0].endswith(expected), errors
+    # a CPU-only trial that a type holds passes
+    assert _check(capsys, cluster, "--space", str(cpu), "--cpus-per-worker", "8")[0] == 0
+
+
+def test_cluster_check_flags_a_gpu_trial_on_a_cluster_without_gpus(tmp_path, capsys, offline):
+    def no_gpus(doc: dict) -> None:
+        for name in ("gpu_1x", "gpu_4x"):
+            doc["available_node_types"][name]["resources"]["GPU"] = 0
+
+    cluster = _cluster_variant(tmp_path, "gcp.yaml", no_gpus)
+    code, ok, errors = _check(capsys, cluster, "--gpus-per-trial", "1")
+    assert code == 2 and not ok
+    assert errors == [f"{cluster}: error: space asks 1 worker x (1 GPU, 1 CPU) per trial; no worker type has a GPU"]
+
+
+def test_cluster_check_space_errors_are_one_line(tmp_path, capsys):
+    code = main(["cluster", "check", str(CLUSTER / "aws.yaml"), "--workers-per-trial", "2", "--gpus-per-trial", "3"])
+    assert code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "a trial of 2 workers takes one whole GPU per worker" in line
+    assert main(["cluster", "check", str(CLUSTER / "aws.yaml"), "--space", str(tmp_path / "none.yaml")]) == 2
