@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,11 +57,12 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[None]:
         init_kwargs["address"] = address or "auto"
         check_reachable(address or os.environ["RAY_ADDRESS"])
     try:
-        context = ray.init(**init_kwargs)
-    except ConnectionError as err:  # something answers at the address, but not a Ray cluster's GCS
+        with _native_stderr_silenced(not local and not verbose):  # Ray's C++ retries print a line a second
+            context = ray.init(**init_kwargs)
+    except ConnectionError as err:  # a cluster that wants a token, or something that is not a Ray cluster
         if local:
             raise
-        raise UsageError(first_line(err)) from None
+        raise UsageError(f"{first_line(err)}: {_token_hint()}") from None
     if local:
         mark_session(context.address_info["session_dir"])
     try:
@@ -90,6 +92,33 @@ def _driver_settings(verbose: bool, local: bool) -> dict[str, Any]:
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     return init_kwargs
+
+
+def _token_hint() -> str:
+    """What to do when a cluster refused the connection: Ray's `ray start` asks clients for a token by default."""
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        return "if it uses token authentication, check that this machine's token is the cluster's (ray get-auth-token)"
+    return (
+        "if it uses token authentication, set RAY_AUTH_MODE=token and give its token (`ray get-auth-token` on "
+        "the head) in ~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN"
+    )
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
+    """File descriptor 2 to /dev/null while enabled: what Ray's C++ core writes there bypasses Python."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
