@@ -8,7 +8,7 @@ port 6379 meets no other cluster:
 It brings loopback up, writes the autoscaler's config, starts the head, waits for `--gpu-nodes-up` GPU nodes,
 runs COMMAND with RAY_ADDRESS set, samples the alive nodes every second while it runs and for `--linger` seconds
 after, writes OUT.json ({"returncode", "stdout", "stderr", "samples": [{"t", "gpu_nodes", "nodes"}],
-"head_node_id"}) and kills the cluster's processes by their pids (never `ray stop`, which would stop every
+"head_node_id", "preempted"}) and kills the cluster's processes by their pids (never `ray stop`, which would stop every
 cluster of the machine).
 """
 
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ssl_tune.tune.devices import ASSIGNMENT_FILE, GPU_AS_CPU_ENV
 
 PORT = 6379  # the fake provider's nodes join the head here
 GPU_NODE = "gpu"
@@ -100,6 +102,23 @@ def _sample(samples: list[dict[str, Any]], stop: threading.Event, start: float) 
         stop.wait(1.0)
 
 
+def _preempt(report: dict[str, Any], after_s: float, stop: threading.Event, start: float) -> None:
+    """Once the first trial has logged its node (`SSL_TUNE_TEST_ONLY_GPU_AS_CPU`'s gpu_ids.jsonl) and run for
+    `after_s`, SIGKILL that node's raylet, as a spot preemption would take the node."""
+    log = Path(os.environ[GPU_AS_CPU_ENV], ASSIGNMENT_FILE)
+    while not stop.is_set() and not log.exists():
+        stop.wait(0.2)
+    if stop.wait(after_s):
+        return
+    node = json.loads(log.read_text().splitlines()[0])["node_id"]
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"/raylet/raylet" in cmdline and node.encode() in cmdline:
+                os.kill(int(entry.name), signal.SIGKILL)
+                report["preempted"] = {"node_id": node, "t": round(time.time() - start, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--report", required=True)
@@ -108,6 +127,7 @@ def main() -> int:
     parser.add_argument("--max-gpu-nodes", type=int, default=3)
     parser.add_argument("--linger", type=float, default=0, help="seconds to keep sampling after the command")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--preempt-after", type=float, help="kill the first trial's node this long after it starts")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -137,6 +157,8 @@ def main() -> int:
         start = time.time()
         sampler = threading.Thread(target=_sample, args=(report["samples"], stop, start), daemon=True)
         sampler.start()
+        if args.preempt_after is not None:
+            threading.Thread(target=_preempt, args=(report, args.preempt_after, stop, start), daemon=True).start()
         env["RAY_ADDRESS"] = f"127.0.0.1:{PORT}"
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
         report.update(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)

@@ -1,7 +1,6 @@
-"""A sweep on a real autoscaling cluster (`tests/fake_cluster.py`: Ray's autoscaler with its fake multi-node
-provider, in a private network namespace). One GPU node is up when the sweep starts, as one left warm by a
-previous sweep would be; a sweep of 4 one-GPU trials must still ask for more nodes, run more trials at once
-than fitted at its start, on worker nodes only, and leave the extra nodes to be removed once idle."""
+"""Sweeps on a real autoscaling cluster (`tests/fake_cluster.py`: Ray's autoscaler with its fake multi-node
+provider, in a private network namespace; GPU nodes of 1 CPU and 1 fake GPU, trials on CPU through
+`SSL_TUNE_TEST_ONLY_GPU_AS_CPU`, which logs each trial's node)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,39 +20,59 @@ from tests.helpers import REPO, write_space
 pytestmark = pytest.mark.slow  # starts a Ray cluster and its autoscaler
 
 
+def _on_fake_cluster(root: Path, sweep: dict[str, Any], epochs: int, *cluster_args: str) -> tuple[dict, list[dict]]:
+    """Run a sweep of `sweep` settings on a fake cluster with one warm GPU node: the cluster's report and the
+    trials' node assignments."""
+    gpu_log, report = root / "gpus", root / "cluster.json"
+    space = write_space(root / "space.yaml", fixed={"epochs": epochs}, sweep=sweep)
+    command = [sys.executable, "-m", "ssl_tune", "sweep", "--space", str(space), "--storage", str(root / "store")]
+    command += ["--name", "fake", "--early-stopping", "none"]
+    runner = ["unshare", "-n", sys.executable, "-m", "tests.fake_cluster", "--report", str(report)]
+    runner += ["--gpu-nodes-up", "1", "--max-gpu-nodes", "3", *cluster_args, "--", *command]
+    env = {**os.environ, GPU_AS_CPU_ENV: str(gpu_log), "PYTHONUNBUFFERED": "1"}
+    subprocess.run(runner, cwd=REPO, env=env, timeout=1200, check=True)
+    cluster = json.loads(report.read_text())
+    assert cluster["returncode"] == 0, cluster["stdout"][-3000:] + cluster["stderr"][-3000:]
+    assigned = [json.loads(line) for line in (gpu_log / ASSIGNMENT_FILE).read_text().splitlines()]
+    return cluster, assigned
+
+
 def _most_at_once(spans: list[tuple[float, float]]) -> int:
     """The most intervals that overlap at one time."""
     return max(sum(start <= t <= end for start, end in spans) for t, _ in spans)
 
 
 def test_a_sweep_scales_out_from_a_warm_node_and_back_in(tmp_path):
-    gpu_log, report = tmp_path / "gpus", tmp_path / "cluster.json"
-    space = write_space(
-        tmp_path / "space.yaml",
-        fixed={"epochs": 12},  # each trial outlasts a node's start (about 10 s here)
-        sweep={"num_samples": 4, "gpus_per_trial": 1, "cpus_per_worker": 1},
-    )
-    sweep = [sys.executable, "-m", "ssl_tune", "sweep", "--space", str(space), "--storage", str(tmp_path / "store")]
-    sweep += ["--name", "autoscaled", "--early-stopping", "none"]
-    runner = ["unshare", "-n", sys.executable, "-m", "tests.fake_cluster", "--report", str(report)]
-    runner += ["--gpu-nodes-up", "1", "--max-gpu-nodes", "3", "--linger", "25", "--", *sweep]
-    env = {**os.environ, GPU_AS_CPU_ENV: str(gpu_log), "PYTHONUNBUFFERED": "1"}
-    subprocess.run(runner, cwd=REPO, env=env, timeout=1200, check=True)
-    cluster = json.loads(report.read_text())
-    assert cluster["returncode"] == 0, cluster["stdout"][-3000:] + cluster["stderr"][-3000:]
-
+    """As a GPU node left warm by a previous sweep: 4 one-GPU trials must still ask for more nodes, run more
+    trials at once than fitted at the start, on worker nodes only, and the extra nodes go once idle."""
+    settings = {"num_samples": 4, "gpus_per_trial": 1, "cpus_per_worker": 1}
+    # each trial outlasts a node's start (about 10 s here)
+    cluster, assigned = _on_fake_cluster(tmp_path, settings, 12, "--linger", "25")
     samples = cluster["samples"]
     assert len(samples[0]["gpu_nodes"]) == 1, samples[0]  # the warm node, and only it, when the sweep started
     peak = max(len(s["gpu_nodes"]) for s in samples)
     assert peak >= 2, "the autoscaler was never asked for another GPU node"
     assert len(samples[-1]["gpu_nodes"]) < peak, "the idle nodes were not removed"
 
-    trial_nodes = {json.loads(line)["node_id"] for line in (gpu_log / ASSIGNMENT_FILE).read_text().splitlines()}
-    gpu_nodes = {node for s in samples for node in s["gpu_nodes"]}
-    assert trial_nodes <= gpu_nodes and cluster["head_node_id"] not in trial_nodes
-    assert len(trial_nodes) >= 2
+    trial_nodes = {a["node_id"] for a in assigned}
+    assert trial_nodes <= {node for s in samples for node in s["gpu_nodes"]}
+    assert cluster["head_node_id"] not in trial_nodes and len(trial_nodes) >= 2
 
-    trials = load_sweep(str(tmp_path / "store" / "autoscaled")).trials
+    trials = load_sweep(str(tmp_path / "store" / "fake")).trials
     assert len(trials) == 4 and all(t.status == "completed" for t in trials)
     spans = [(t.results[0]["timestamp"], t.results[-1]["timestamp"]) for t in trials]
     assert _most_at_once(spans) >= 2, spans  # one fitted when the sweep started
+
+
+def test_a_trial_survives_the_preemption_of_its_node(tmp_path):
+    """Its node's raylet is killed mid-trial: the trial resumes on another node from its last checkpoint in the
+    shared storage, every epoch is recorded exactly once, and the sweep exits 0."""
+    settings = {"num_samples": 1, "gpus_per_trial": 1, "cpus_per_worker": 1}
+    cluster, assigned = _on_fake_cluster(tmp_path, settings, 30, "--preempt-after", "4")
+    preempted = cluster["preempted"]["node_id"]
+    assert assigned[0]["node_id"] == preempted and len(assigned) == 2, assigned
+    assert assigned[1]["node_id"] != preempted  # restarted elsewhere
+
+    (trial,) = load_sweep(str(tmp_path / "store" / "fake")).trials
+    epochs = [r["epoch"] for r in trial.results]
+    assert trial.status == "completed" and epochs == list(range(31)), epochs  # each epoch once, none lost
