@@ -53,6 +53,7 @@ class CheckedSweep:
     data_dir: str | None
     base: TrainConfig
     resume: bool
+    streamed: bool  # the base config's training data streams from shards (`open_training_data`)
 
     @property
     def max_epochs(self) -> int:
@@ -81,7 +82,9 @@ def check_sweep(request: SweepRequest) -> CheckedSweep:
         space = SearchSpace.model_validate(saved["space"])
         check_resumed_trackers(saved.get("tracking"), request.tracking, "--resume")
         data_dir = saved.get("data_dir")
-        return CheckedSweep(space, sweep_dir, request.name, data_dir, _base(space, data_dir), resume=True)
+        base = _base(space, data_dir)
+        streamed = open_training_data(base).streamed
+        return CheckedSweep(space, sweep_dir, request.name, data_dir, base, resume=True, streamed=streamed)
 
     if not request.space_path and request.space is None:
         raise UsageError("--space FILE is required")
@@ -97,13 +100,13 @@ def check_sweep(request: SweepRequest) -> CheckedSweep:
     if exists(sweep_dir):
         raise UsageError(f"sweep {sweep_dir} already exists: pass --resume to continue it, or choose another --name")
     base = _base(space, data_dir)
-    space = _check_data(space, base)
+    space, streamed = _check_data(space, base)
     if space.sweep.gpus_per_trial > 0 and request.address is None and "RAY_ADDRESS" not in os.environ:
         import torch
 
         if torch.cuda.device_count() == 0:
             raise UsageError("--gpus-per-trial > 0 but this machine has no GPU (use 0 to run trials on CPU)")
-    return CheckedSweep(space, sweep_dir, name, data_dir, base, resume=False)
+    return CheckedSweep(space, sweep_dir, name, data_dir, base, resume=False, streamed=streamed)
 
 
 def _base(space: SearchSpace, data_dir: str | None) -> TrainConfig:
@@ -126,10 +129,11 @@ def _with_overrides(space: SearchSpace, request: SweepRequest) -> SearchSpace:
     return updated
 
 
-def _check_data(space: SearchSpace, base: TrainConfig) -> SearchSpace:
+def _check_data(space: SearchSpace, base: TrainConfig) -> tuple[SearchSpace, bool]:
     """Open the base config's training data once (a stream: its manifest and the eval subset's labels; else the
     train split, with presence and md5 checks, never the test split), check every batch size the space can draw,
-    and settle the metric: val_knn_acc on labeled data, rankme on unlabeled. Returns the settled space."""
+    and settle the metric: val_knn_acc on labeled data, rankme on unlabeled. Returns the settled space, and
+    whether the data streams."""
     data = open_training_data(base)
     if data.stream is not None and data.manifest is not None:
         labeled, n_train = data.manifest.labeled, data.stream.num_train
@@ -145,4 +149,5 @@ def _check_data(space: SearchSpace, base: TrainConfig) -> SearchSpace:
         sizes |= set(getattr(dist, "choices", None) or [dist.low, dist.high])
     for size in sorted(sizes):
         check_batch_size(int(size), n_train, space.sweep.workers_per_trial)
-    return space.model_copy(update={"sweep": space.sweep.model_copy(update={"metric": metric})})
+    settled = space.model_copy(update={"sweep": space.sweep.model_copy(update={"metric": metric})})
+    return settled, data.streamed

@@ -30,6 +30,7 @@ from ssl_tune.tune.space import SweepSettings
 
 DRIVER_RESOURCE = "ssl_tune_driver"  # declared by cluster/ head nodes; trial drivers ask for a sliver of it
 LOCAL_RESOURCE = "ssl_tune_local_cluster"  # marks the local cluster a driver starts itself: it never grows
+DECODE_CPUS = 1.0  # what a streamed trial keeps free for its Ray Data decode tasks (1 CPU each, Ray's default)
 MARK_FILE = "ssl_tune_sweep_driver.pid"
 SESSION_DIR = re.compile(rb"(/[^\s\0=]*?/session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d+_\d+)")
 
@@ -161,23 +162,36 @@ def cluster_resources() -> dict[str, float]:
     return ray.cluster_resources()
 
 
-def concurrency(settings: SweepSettings, resources: dict[str, float]) -> tuple[int | None, str]:
+def trial_needs(settings: SweepSettings, streamed: bool) -> dict[str, float]:
+    """What one trial takes of a node: its workers' CPUs and its GPUs, and for a streamed trial a CPU kept free
+    for its Ray Data decode tasks (without it they wait for CPUs the trial holds, and the trial hangs)."""
+    needs = {"CPU": settings.workers_per_trial * settings.cpus_per_worker + (DECODE_CPUS if streamed else 0.0)}
+    if settings.gpus_per_trial:
+        needs["GPU"] = settings.gpus_per_trial
+    return needs
+
+
+def concurrency(settings: SweepSettings, resources: dict[str, float], streamed: bool = False) -> tuple[int | None, str]:
     """How many trials may run at once (None: no cap), and why.
 
     `--max-concurrent` when given. On a cluster that can grow (any cluster but the local one a driver starts
     itself), no cap: a trial that waits for resources is the demand its autoscaler adds a node for (Tune keeps
     one trial of a searcher pending at a time, or `--max-concurrent` of them). On the local cluster, as many
-    as fit its `resources`."""
+    as fit its `resources`; a trial that cannot fit it at all is refused (UsageError), as it would wait forever."""
+    needs = trial_needs(settings, streamed)
+    if resources.get(LOCAL_RESOURCE):
+        fits = min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in needs.items())
+        if fits == 0:
+            free = " (a streamed trial keeps 1 CPU free for its decode tasks)" if streamed else ""
+            has = {k: resources.get(k, 0.0) for k in needs}
+            raise UsageError(
+                f"one trial needs {needs}{free} and this machine's Ray cluster has {has}: lower "
+                "--cpus-per-worker or --workers-per-trial"
+            )
     if settings.max_concurrent is not None:
         return settings.max_concurrent, "--max-concurrent"
     if not resources.get(LOCAL_RESOURCE):
         return None, "the cluster can grow: a trial that waits for resources asks its autoscaler for a node"
-    needs = {"CPU": settings.workers_per_trial * settings.cpus_per_worker}
-    if settings.gpus_per_trial:
-        needs["GPU"] = settings.gpus_per_trial
-    fits = min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in needs.items())
-    if fits == 0:
-        return settings.num_samples, "none fits the cluster now: trials wait for the autoscaler"
     return fits, f"{fits} x {needs} fit the cluster's {dict((k, resources.get(k, 0)) for k in needs)}"
 
 

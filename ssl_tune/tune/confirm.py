@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ssl_tune.config import build_config
+from ssl_tune.config import TrainConfig, build_config
 from ssl_tune.errors import Interrupted, UsageError
 from ssl_tune.storage import absolute, exists, join, read_text, write_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
@@ -106,6 +106,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
 
     from ray.tune import grid_search
 
+    from ssl_tune.data.training import open_training_data
     from ssl_tune.tune.progress import ConfirmEvents
     from ssl_tune.tune.trackers import tune_callbacks
     from ssl_tune.tune.trial import TrialPlan
@@ -118,7 +119,9 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
             print(f"resuming confirm {confirm_dir}")
             tuner = restore_tuner(confirm_trial, plan, confirm_dir, parameters)
         else:
-            limit = request.max_concurrent or concurrency(sweep.space.sweep, cluster_resources())[0] or len(runs)
+            streamed = open_training_data(TrainConfig.model_validate(runs[0].config)).streamed
+            fits, _ = concurrency(sweep.space.sweep, cluster_resources(), streamed)
+            limit = request.max_concurrent or fits or len(runs)
             epochs = max(r.config["epochs"] for r in runs)
             names = [f"{_config_name(r.label)}, seed {r.seed}" for r in runs]
             events = [] if request.verbose else [ConfirmEvents(names, epochs)]  # a line per run event, not Ray's tables
@@ -160,7 +163,6 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
 
 def confirm_trial(params: dict[str, Any], plan: Any, configs: list[dict[str, Any]]) -> None:
     """Tune trainable: one confirm run (a Ray Train run), ending with its test-split evaluation."""
-    from ssl_tune.config import TrainConfig
     from ssl_tune.tune.trial import fit_train_run
 
     fit_train_run(TrainConfig.model_validate(configs[params["run"]]), plan, final_eval=True)

@@ -40,15 +40,15 @@ def run_sweep(request: SweepRequest) -> SweepResult:
 
     sweep = check_sweep(request)
     with ray_cluster(request.address, request.verbose):
+        limit, why = concurrency(sweep.space.sweep, cluster_resources(), sweep.streamed)
         if not sweep.resume:  # only once the cluster is usable: a refused sweep leaves no directory
             write_text(join(sweep.sweep_dir, SWEEP_FILE), sweep.record(request.tracking))
-        tuner = _tuner(sweep, request)
+        tuner = _tuner(sweep, request, limit, why)
         started = time.time()
         try:
             results = tuner.fit()
         finally:
-            slots = concurrency(sweep.space.sweep, cluster_resources())[0] or sweep.space.sweep.num_samples
-            _record_session(sweep.sweep_dir, started, slots)
+            _record_session(sweep.sweep_dir, started, limit or sweep.space.sweep.num_samples)
             sync_optuna_journal(sweep.sweep_dir, sweep.name)  # the final copy, past the searcher's throttle
     s = sweep.space.sweep
     spent_budget = s.budget_epochs is not None and load_sweep(sweep.sweep_dir).trained_epochs >= s.budget_epochs
@@ -61,7 +61,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
     return _summarize(results, sweep.sweep_dir)
 
 
-def _tuner(sweep: CheckedSweep, request: SweepRequest) -> Any:
+def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: str) -> Any:
     """The sweep's Tuner: Optuna's searcher, ASHA (or none), the budget, the trackers and a line per trial event."""
     from ssl_tune.tune.budget import EpochBudget
     from ssl_tune.tune.progress import TrialEvents
@@ -81,7 +81,6 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest) -> Any:
         print(f"resuming sweep {sweep_dir}")
         fetch_optuna_journal(sweep_dir, sweep.name)  # the restored searcher reopens the driver's local copy
         return restore_tuner(run_trial, plan, sweep_dir)
-    limit, why = concurrency(s, resources)
     print(f"sweep {sweep.name}: {s.num_samples} trials, up to {limit or s.num_samples} at a time ({why})")
     max_epochs = sweep.max_epochs
     scheduler = sweep_scheduler(space, sweep_dir, max_epochs)
