@@ -84,7 +84,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
     print(f"sweep {sweep.name}: {s.num_samples} trials, up to {limit or s.num_samples} at a time ({why})")
     max_epochs = sweep.max_epochs
     scheduler = sweep_scheduler(space, sweep_dir, max_epochs)
-    callbacks = tune_callbacks(request.tracking, sweep.name, "sweep", space.fixed, max_epochs)
+    callbacks: list[Any] = tune_callbacks(request.tracking, sweep.name, "sweep", space.fixed, max_epochs)
     if not request.verbose:  # one line per trial event instead of Ray's status tables
         rungs = scheduler.rung_epochs() if isinstance(scheduler, ResumableASHA) else []
         callbacks.append(TrialEvents(sweep.metric, rungs, max_epochs, s.num_samples))

@@ -76,14 +76,7 @@ class TrialRuns(LoggerCallback):
                 run.end(TrialStatus.UNFINISHED.value)
 
 
-def tune_callbacks(
-    settings: TrackingSettings,
-    experiment: str,
-    stage: str,
-    fixed: dict[str, Any],
-    max_epochs: int,
-    configs: list[dict[str, Any]] | None = None,
-) -> list[Any]:
-    """Ray Tune callbacks that make each trial a run in each tracker. A sweep's trial logs the space's `fixed`
-    settings and its sampled params; a confirm run (`configs` given) the config at its `run` index."""
-    return [TrialRuns(settings, experiment, stage, fixed, max_epochs, configs)] if settings.trackers else []
+def tune_callbacks(settings: TrackingSettings, *args: Any, **kwargs: Any) -> list[TrialRuns]:
+    """The Tune callbacks that make each trial a run in each tracker of `settings`: one `TrialRuns(settings,
+    *args, **kwargs)`, or none without a tracker."""
+    return [TrialRuns(settings, *args, **kwargs)] if settings.trackers else []
