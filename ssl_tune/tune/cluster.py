@@ -45,11 +45,11 @@ def ray_cluster(address: str | None, verbose: bool) -> Iterator[None]:
     """
     import ray
 
+    local = address is None and "RAY_ADDRESS" not in os.environ
+    init_kwargs = _driver_settings(verbose, local)  # Tune's environment, also for a connection kept
     if ray.is_initialized():
         yield
         return
-    local = address is None and "RAY_ADDRESS" not in os.environ
-    init_kwargs = _driver_settings(verbose, local)
     if local and (stale := remove_orphaned_clusters()):
         print(f"stopped {stale} local Ray cluster(s) left behind by a killed sweep driver")
     if local:

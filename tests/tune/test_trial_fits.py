@@ -36,7 +36,7 @@ def test_a_streamed_trial_that_would_hold_every_cpu_is_refused(tmp_path, capsys)
     pack = tmp_path / "pack"
     args = ["--train-subset", "512", "--test-subset", "128", "--image-size", "16"]
     assert main(["data", "pack", "--source", "synthetic", "--out", str(pack), *args]) == 0
-    half = (os.sched_getaffinity(0) and len(os.sched_getaffinity(0))) / 2  # Ray's CPUs: this process's
+    half = len(os.sched_getaffinity(0)) / 2  # of the CPUs Ray's local cluster gets: this process's
     fixed = {"dataset": "parquet", "data_dir": str(pack), "data_placement": "streamed_shards", "train_subset": None}
     fixed |= {"test_subset": None, "stream_eval_subset": 256}
     sweep = {"num_samples": 1, "workers_per_trial": 2, "cpus_per_worker": half}
