@@ -102,13 +102,19 @@ def _sample(samples: list[dict[str, Any]], stop: threading.Event, start: float) 
         stop.wait(1.0)
 
 
-def _preempt(report: dict[str, Any], after_s: float, stop: threading.Event, start: float) -> None:
-    """Once the first trial has logged its node (`SSL_TUNE_TEST_ONLY_GPU_AS_CPU`'s gpu_ids.jsonl) and run for
-    `after_s`, SIGKILL that node's raylet, as a spot preemption would take the node."""
+def _last_checkpoint(storage: Path) -> int:
+    """The highest index of Tune's checkpoint_NNNNNN folders under `storage`, -1 if none."""
+    return max((int(p.name.rpartition("_")[2]) for p in storage.rglob("checkpoint_[0-9]*")), default=-1)
+
+
+def _preempt(report: dict[str, Any], storage: Path, checkpoint: int, stop: threading.Event, start: float) -> None:
+    """Once the first trial has logged its node (`SSL_TUNE_TEST_ONLY_GPU_AS_CPU`'s gpu_ids.jsonl) and uploaded its
+    checkpoint number `checkpoint` under `storage`, SIGKILL that node's raylet, as a spot preemption would take
+    the node. Keyed on progress, not on time, so a fast machine cannot finish the trial before the kill."""
     log = Path(os.environ[GPU_AS_CPU_ENV], ASSIGNMENT_FILE)
-    while not stop.is_set() and not log.exists():
-        stop.wait(0.2)
-    if stop.wait(after_s):
+    while not stop.is_set() and not (log.exists() and _last_checkpoint(storage) >= checkpoint):
+        stop.wait(0.1)
+    if stop.is_set():
         return
     node = json.loads(log.read_text().splitlines()[0])["node_id"]
     for entry in Path("/proc").iterdir():
@@ -127,7 +133,8 @@ def main() -> int:
     parser.add_argument("--max-gpu-nodes", type=int, default=3)
     parser.add_argument("--linger", type=float, default=0, help="seconds to keep sampling after the command")
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--preempt-after", type=float, help="kill the first trial's node this long after it starts")
+    parser.add_argument("--preempt-at-checkpoint", type=int, help="kill the first trial's node at this checkpoint")
+    parser.add_argument("--storage", type=Path, help="where --preempt-at-checkpoint looks (the sweep's)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -157,8 +164,9 @@ def main() -> int:
         start = time.time()
         sampler = threading.Thread(target=_sample, args=(report["samples"], stop, start), daemon=True)
         sampler.start()
-        if args.preempt_after is not None:
-            threading.Thread(target=_preempt, args=(report, args.preempt_after, stop, start), daemon=True).start()
+        if args.preempt_at_checkpoint is not None:
+            preempt = (report, args.storage, args.preempt_at_checkpoint, stop, start)
+            threading.Thread(target=_preempt, args=preempt, daemon=True).start()
         env["RAY_ADDRESS"] = f"127.0.0.1:{PORT}"
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
         report.update(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)

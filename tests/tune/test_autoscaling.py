@@ -68,7 +68,8 @@ def test_a_trial_survives_the_preemption_of_its_node(tmp_path):
     """Its node's raylet is killed mid-trial: the trial resumes on another node from its last checkpoint in the
     shared storage, every epoch is recorded exactly once, and the sweep exits 0."""
     settings = {"num_samples": 1, "gpus_per_trial": 1, "cpus_per_worker": 1}
-    cluster, assigned = _on_fake_cluster(tmp_path, settings, 30, "--preempt-after", "4")
+    preempt = ["--preempt-at-checkpoint", "3", "--storage", str(tmp_path / "store")]  # epochs 0-3 saved
+    cluster, assigned = _on_fake_cluster(tmp_path, settings, 30, *preempt)
     preempted = cluster["preempted"]["node_id"]
     assert assigned[0]["node_id"] == preempted and len(assigned) == 2, assigned
     assert assigned[1]["node_id"] != preempted  # restarted elsewhere
