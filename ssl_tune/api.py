@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from ssl_tune.config import TrainConfig, build_config, deep_merge, describe_validation_error, read_yaml
 from ssl_tune.engine.run_dir import DEFAULT_EXPERIMENT, TrainResult, saved_config
 from ssl_tune.errors import UsageError
+from ssl_tune.storage import absolute, check_bucket, is_uri, join, require_empty_output, write_text
 from ssl_tune.tracking import RunIdentity, TrackingSettings, open_runs, read_record, write_record
 from ssl_tune.tune.checks import SweepRequest
 from ssl_tune.tune.space import SearchSpace, nest
@@ -158,7 +159,7 @@ def export(sweep: SweepDir, out: str | Path, *, force: bool = False) -> ExportRe
     """Write a sweep's best config, its trials table and best backbone into `out`, as `ssl-tune export`."""
     from ssl_tune.tune.export import export as export_sweep
 
-    return export_sweep(_sweep_dir(sweep), Path(out), force=force)
+    return export_sweep(_sweep_dir(sweep), str(out), force=force)
 
 
 def evaluate(
@@ -176,31 +177,30 @@ def evaluate(
     """Test-split kNN and linear probe of a `train` run, a `checkpoint` (a file or a Ray Train checkpoint folder)
     or a `sweep`'s best trial, as `ssl-tune eval`. Writes eval.json beside it (`eval_file` of the result) and,
     with `log`, adds the numbers to the tracker run that trained it (else to a new run)."""
-    from ssl_tune.engine.evaluate import evaluate_checkpoint
-    from ssl_tune.storage import atomic_write
+    from ssl_tune.engine.evaluate import EVAL_FILE, evaluate_checkpoint
 
     trackers = tracking(log, mlflow_uri, wandb_project, wandb_entity)
-    path, out, identity = _eval_target(run, checkpoint, sweep)
+    path, folder, identity = _eval_target(run, checkpoint, sweep)
     result = evaluate_checkpoint(path, None if data_dir is None else str(data_dir), device)
-    atomic_write(out, lambda f: f.write((json.dumps(result.to_dict(), indent=2) + "\n").encode()))
+    out = join(folder, EVAL_FILE)
+    write_text(out, json.dumps(result.to_dict(), indent=2) + "\n")
     if trackers:
-        _track_eval(trackers, identity, result, out.parent)
+        _track_eval(trackers, identity, result, folder)
     return replace(result, eval_file=out)
 
 
 def _eval_target(
     run: str | Path | None, checkpoint: str | Path | None, sweep: SweepDir | None
-) -> tuple[Path, Path, RunIdentity]:
-    """The checkpoint to evaluate, its eval.json, and the tracker run that its numbers belong to."""
+) -> tuple[str, str, RunIdentity]:
+    """The checkpoint to evaluate (a path or a URI), the folder its eval.json goes in, and the tracker run that
+    its numbers belong to."""
     import uuid
 
     from ssl_tune.engine.checkpoint import checkpoint_file
-    from ssl_tune.engine.evaluate import EVAL_FILE
 
     if sum(target is not None for target in (run, checkpoint, sweep)) != 1:
         raise UsageError("evaluate takes one of run=, checkpoint= or sweep=")
     if sweep is not None:
-        from ssl_tune.storage import absolute
         from ssl_tune.tune.results import load_sweep
 
         found = load_sweep(absolute(_sweep_dir(sweep)))
@@ -209,18 +209,20 @@ def _eval_target(
             raise UsageError(f"the best trial {best.trial_id} of {_sweep_dir(sweep)} kept no checkpoint")
         # the trial's own tracker run: MLflow finds it by its trial-id tag, W&B by its id
         identity = RunIdentity(found.name, f"trial-{best.trial_id}", best.trial_id, "sweep")
-        return Path(best.best_checkpoint), Path(best.trial_dir) / EVAL_FILE, identity
-    given = Path(run if run is not None else checkpoint)  # one of them
+        return best.best_checkpoint, best.trial_dir, identity
+    given = absolute(str(run if run is not None else checkpoint))  # one of them
+    check_bucket(given)
     path = checkpoint_file(given)
-    folder = given if run is not None or given.is_dir() else given.parent
-    return path, folder / EVAL_FILE, RunIdentity("ssl-tune", folder.name, uuid.uuid4().hex[:12], "eval")
+    folder = given if run is not None or path != given else given.rstrip("/").rpartition("/")[0]
+    return path, folder, RunIdentity("ssl-tune", folder.rstrip("/").rpartition("/")[2], uuid.uuid4().hex[:12], "eval")
 
 
-def _track_eval(trackers: TrackingSettings, identity: RunIdentity, result: EvalResult, folder: Path) -> None:
+def _track_eval(trackers: TrackingSettings, identity: RunIdentity, result: EvalResult, folder: str) -> None:
     """Add the test-split numbers to the tracker run that trained the checkpoint (its folder's tracking.json,
     or a sweep trial's run), or to a new run."""
     previous = read_record(folder)
-    runs = open_runs(trackers, identity, {"checkpoint": result.checkpoint}, previous, folder=folder)
+    local = None if is_uri(folder) else Path(folder)  # W&B's own files stay on a local disk
+    runs = open_runs(trackers, identity, {"checkpoint": result.checkpoint}, previous, folder=local)
     values = {f"eval_{k}": getattr(result, k) for k in ("test_knn_acc", "probe_top1", "probe_top5")}  # as confirm
     for tracked in runs:
         tracked.log_metrics(values, step=result.epoch)
@@ -283,7 +285,6 @@ def pack(
         write_dataset,
         write_folder,
     )
-    from ssl_tune.storage import require_empty_output
 
     sources = [name for name in DATASETS if name != "parquet"]
     if source not in sources:
@@ -301,6 +302,7 @@ def pack(
     if skip_corrupt and source != "imagefolder":
         raise UsageError("--skip-corrupt applies to --source imagefolder (other sources are checked as they load)")
     location = str(out)
+    check_bucket(location)
     fs, root = resolve_location(location)
     require_empty_output(location, force=force, hint=REPLACE_HINT)  # before the (slow) read of the source
     common = {"shard_mb": shard_mb, "shard_size": shard_size, "force": force, "filesystem": fs}

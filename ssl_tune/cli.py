@@ -13,6 +13,7 @@ from typing import Any
 from ssl_tune import __version__
 from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
 from ssl_tune.metrics import format_metric
+from ssl_tune.storage import join
 
 
 class _Parser(argparse.ArgumentParser):
@@ -196,7 +197,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a sweep's best config, a table of its trials and the best checkpoint")
     p.add_argument("--sweep", required=True, help="the sweep directory (<storage>/<name>)")
-    p.add_argument("--out", required=True, type=Path, help="where to write best.yaml and trials.parquet")
+    p.add_argument("--out", required=True, help="where to write best.yaml and trials.parquet (a folder or a URI)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.set_defaults(handler=_run_export)
 
@@ -208,9 +209,9 @@ def _run_export(args: argparse.Namespace) -> int:
     best = done.best
     shown = format_metric(best.metric, best.best_value)
     print(f"best trial {best.trial_id}: {shown} ({best.epochs_run} epochs) {best.params}")
-    print(f"wrote {done.out / 'best.yaml'}, {done.out / 'trials.parquet'} ({done.trials} trials)")
+    print(f"wrote {join(done.out, 'best.yaml')}, {join(done.out, 'trials.parquet')} ({done.trials} trials)")
     print(f"best checkpoint: {done.checkpoint or '(not retained)'}")
-    print(f"retrain: ssl-tune train --config {done.out / 'best.yaml'} --out runs/best")
+    print(f"retrain: ssl-tune train --config {join(done.out, 'best.yaml')} --out runs/best")
     return 0
 
 
@@ -223,8 +224,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "Writes eval.json beside the run.",
     )
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--run", type=Path, help="an `ssl-tune train` run directory")
-    target.add_argument("--checkpoint", type=Path, help="a checkpoint file or a Ray Train checkpoint folder")
+    target.add_argument("--run", help="an `ssl-tune train` run directory (a folder or a URI)")
+    target.add_argument("--checkpoint", help="a checkpoint file or a Ray Train checkpoint folder (or their URI)")
     target.add_argument("--sweep", help="a sweep directory: its best trial's best checkpoint")
     p.add_argument("--data-dir", help="where the dataset is now (default: as the run had it)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -288,7 +289,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "parameter, Optuna's parameter importances, and the best config, as PNGs and one HTML page.",
     )
     p.add_argument("--sweep", required=True, help="the sweep directory (<storage>/<name>)")
-    p.add_argument("--out", required=True, type=Path, help="where to write report.html and the PNGs")
+    p.add_argument("--out", required=True, help="where to write report.html and the PNGs (a folder or a URI)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=_run_report)
 
@@ -300,7 +301,7 @@ def _run_report(args: argparse.Namespace) -> int:
     shown = format_metric(done.best.metric, done.best.best_value)
     print(f"best trial {done.best.trial_id}: {shown} of {done.trials} trials")
     print(f"wrote {', '.join(done.files)} to {done.out}")
-    print(f"open: {done.out / HTML_FILE}")
+    print(f"open: {join(done.out, HTML_FILE)}")
     return 0
 
 

@@ -9,7 +9,9 @@ It brings loopback up, writes the autoscaler's config, starts the head, waits fo
 runs COMMAND with RAY_ADDRESS set, samples the alive nodes every second while it runs and for `--linger` seconds
 after, writes OUT.json ({"returncode", "stdout", "stderr", "samples": [{"t", "gpu_nodes", "nodes"}],
 "head_node_id", "preempted"}) and kills the cluster's processes by their pids (never `ray stop`, which would stop every
-cluster of the machine).
+cluster of the machine). With `--s3-mirror DIR`, a real S3 API (moto's server, `tests/s3_server.py`) serves the
+bucket `ssl-tune` inside the namespace, every node and the command get its endpoint and keys, and the bucket is
+copied to DIR through the S3 API after the command.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import yaml
 
 from ssl_tune.tune.devices import ASSIGNMENT_FILE, GPU_AS_CPU_ENV
+from tests.s3_server import BUCKET, s3_files, s3_read, s3_server
 
 PORT = 6379  # the fake provider's nodes join the head here
 GPU_NODE = "gpu"
@@ -125,6 +128,14 @@ def _preempt(report: dict[str, Any], storage: Path, checkpoint: int, stop: threa
                 report["preempted"] = {"node_id": node, "t": round(time.time() - start, 1)}
 
 
+def _mirror(uri: str, out: Path, env: dict[str, str]) -> None:
+    """Copy every file under `uri` to the folder `out`, read through the S3 API."""
+    for name in s3_files(uri, env):
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(s3_read(f"{uri}/{name}", env))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--report", required=True)
@@ -135,6 +146,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--preempt-at-checkpoint", type=int, help="kill the first trial's node at this checkpoint")
     parser.add_argument("--storage", type=Path, help="where --preempt-at-checkpoint looks (the sweep's)")
+    parser.add_argument("--s3-mirror", type=Path, help="serve S3 in the namespace (moto); copy its bucket here after")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -148,7 +160,10 @@ def main() -> int:
     ray = str(Path(sys.executable).with_name("ray"))
     report: dict[str, Any] = {"returncode": None, "samples": []}
     stop = threading.Event()
+    stack = contextlib.ExitStack()
     try:
+        if args.s3_mirror is not None:  # before the head starts: every node, and the command, reach it
+            env |= stack.enter_context(s3_server())
         head = [ray, "start", "--head", f"--port={PORT}", "--node-ip-address=127.0.0.1", "--num-gpus=0"]
         head += [f"--num-cpus={args.head_cpus:g}", '--resources={"ssl_tune_driver": 1000}']
         head += [f"--autoscaling-config={config}", "--include-dashboard=true", f"--temp-dir={temp_dir}"]
@@ -172,6 +187,8 @@ def main() -> int:
         report.update(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
         report["command_s"] = round(time.time() - start, 1)
         time.sleep(args.linger)
+        if args.s3_mirror is not None:
+            _mirror(f"s3://{BUCKET}", args.s3_mirror, env)
     finally:
         stop.set()
         Path(args.report).write_text(json.dumps(report, indent=1))
@@ -180,6 +197,7 @@ def main() -> int:
 
             ray_module.shutdown()
         _kill(temp_dir)
+        stack.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 

@@ -51,7 +51,7 @@ class EvalResult:
     epoch: int
     checkpoint: str
     seconds: float
-    eval_file: Path | None = None  # where `ssl_tune.evaluate` wrote these numbers; not one of them
+    eval_file: str | None = None  # where `ssl_tune.evaluate` wrote these numbers; not one of them
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "eval_file"}
@@ -74,8 +74,9 @@ def backbone_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate_checkpoint(path: Path, data_dir: str | None = None, device: str = "auto") -> EvalResult:
-    """kNN and linear probe of the checkpoint at `path` (a file, or a Ray Train checkpoint folder)."""
+def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: str = "auto") -> EvalResult:
+    """kNN and linear probe of the checkpoint at `path` (a file, or a Ray Train checkpoint folder; a path or a
+    URI)."""
     start = time.perf_counter()
     state = _load(path)
     cfg = checkpoint_config(state, data_dir)
@@ -146,7 +147,7 @@ def probe_with_validation(
     return linear_probe(train[tr], train_labels[tr], train[val], train_labels[val], test, test_labels, data.num_classes)
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: str | Path) -> dict[str, Any]:
     file = checkpoint_file(path)
     try:
         return load_checkpoint(file)

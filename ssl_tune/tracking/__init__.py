@@ -130,17 +130,20 @@ def open_runs(
     return runs
 
 
-def read_record(folder: Path) -> dict[str, Any]:
-    path = folder / RECORD_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+def read_record(folder: str | Path) -> dict[str, Any]:
+    """`folder/tracking.json` (a path or a URI), or {} where there is none."""
+    from ssl_tune.storage import is_file, join, read_text
+
+    path = join(str(folder), RECORD_FILE)
+    return json.loads(read_text(path)) if is_file(path) else {}
 
 
-def write_record(folder: Path, runs: list[TrackedRun]) -> None:
-    """Merge the runs' whereabouts into `folder/tracking.json` (atomically)."""
-    from ssl_tune.storage import atomic_write
+def write_record(folder: str | Path, runs: list[TrackedRun]) -> None:
+    """Merge the runs' whereabouts into `folder/tracking.json` (atomically on a local disk)."""
+    from ssl_tune.storage import join, write_text
 
     record = read_record(folder) | {run.tracker: run.record() for run in runs}
-    atomic_write(folder / RECORD_FILE, lambda f: f.write(json.dumps(record, indent=2).encode()))
+    write_text(join(str(folder), RECORD_FILE), json.dumps(record, indent=2))
 
 
 def flat_params(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

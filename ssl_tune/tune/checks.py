@@ -17,7 +17,7 @@ from ssl_tune.data.training import open_training_data
 from ssl_tune.engine.run import monitored_split
 from ssl_tune.errors import UsageError
 from ssl_tune.metrics import RANKME, VAL_KNN
-from ssl_tune.storage import absolute, exists, join, read_text
+from ssl_tune.storage import absolute, check_bucket, exists, join, read_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
 from ssl_tune.tune.results import SWEEP_FILE
 from ssl_tune.tune.space import SearchSpace, check_space, load_space, nest
@@ -72,6 +72,7 @@ class CheckedSweep:
 def check_sweep(request: SweepRequest) -> CheckedSweep:
     """Resolve and check everything before Ray starts; raises UsageError."""
     storage = absolute(request.storage)
+    check_bucket(storage)
     if request.resume:
         if not request.name:
             raise UsageError("--resume needs --name (the sweep to continue)")

@@ -14,7 +14,7 @@ import yaml
 
 from ssl_tune.engine.checkpoint import checkpoint_file, load_checkpoint
 from ssl_tune.engine.evaluate import EVAL_FILE, backbone_state
-from ssl_tune.storage import absolute, exists, join, read_text, require_empty_output, write_dir_atomically
+from ssl_tune.storage import absolute, check_bucket, exists, join, read_text, require_empty_output, write_dir
 from ssl_tune.tune.results import SweepRecord, TrialRecord, load_sweep
 
 BACKBONE_FILE = "backbone.pt"
@@ -67,23 +67,26 @@ def _schema(rows: list[dict[str, Any]], columns: list[str]) -> pa.Schema:
 class ExportResult:
     """What `export` wrote: the folder, the best trial, the number of trials and the best checkpoint ("" if none)."""
 
-    out: Path
+    out: str
     best: TrialRecord
     trials: int
     checkpoint: str
 
 
-def export(sweep_dir: str, out: Path, force: bool = False) -> ExportResult:
-    """Write best.yaml, trials.parquet and best_checkpoint.txt into `out`, all at once. Checks everything first."""
+def export(sweep_dir: str, out: str | Path, force: bool = False) -> ExportResult:
+    """Write best.yaml, trials.parquet and best_checkpoint.txt into `out` (a folder or a URI), all at once.
+    Checks everything first."""
+    out = absolute(str(out))
+    check_bucket(out)
     sweep = load_sweep(absolute(sweep_dir))
     best = sweep.best()
     config = sweep.space.train_config(best.params, sweep.data_dir).to_yaml_dict()
     config.pop("out", None)
     table = trials_table(sweep)
-    require_empty_output(str(out), force=force)
+    require_empty_output(out, force=force)
     header = (
         f"# best trial {best.trial_id} of {sweep.sweep_dir}: {best.metric} {best.best_value:.4f}\n"
-        f"# retrain: ssl-tune train --config {out / 'best.yaml'} --out runs/best\n"
+        f"# retrain: ssl-tune train --config {join(out, 'best.yaml')} --out runs/best\n"
     )
     parquet = pa.BufferOutputStream()
     pq.write_table(table, parquet)
@@ -97,7 +100,7 @@ def export(sweep_dir: str, out: Path, force: bool = False) -> ExportResult:
         files[BACKBONE_FILE] = _backbone_bytes(checkpoint)
     if exists(evaluation := join(best.trial_dir, EVAL_FILE)):  # `ssl-tune eval --sweep` wrote it
         files[EVAL_FILE] = read_text(evaluation).encode()
-    write_dir_atomically(out, files)
+    write_dir(out, files)
     return ExportResult(out, best, table.num_rows, checkpoint)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ssl_tune.metrics import LABELS, SELECTION_METRIC, TrialStatus, finite, format_metric, scaled
-from ssl_tune.storage import absolute, exists, join, read_text, require_empty_output, write_dir_atomically
+from ssl_tune.storage import absolute, check_bucket, exists, join, read_text, require_empty_output, write_dir
 from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import Categorical, IntRange, LogUniform, SearchSpace
 
@@ -63,19 +63,20 @@ class Importances:
 class ReportResult:
     """What `report` wrote: the folder, the best trial, how many trials, and the file names."""
 
-    out: Path
+    out: str
     best: TrialRecord
     trials: int
     files: list[str]
 
 
-def report(sweep_dir: str, out: Path, force: bool = False) -> ReportResult:
-    """Check the input, render everything in memory, then write `out` atomically. Raises UsageError."""
-    location = absolute(sweep_dir)
+def report(sweep_dir: str, out: str | Path, force: bool = False) -> ReportResult:
+    """Check the input, render everything in memory, then write `out` (a folder or a URI; see
+    `storage.write_dir`). Raises UsageError."""
+    location, out = absolute(sweep_dir), absolute(str(out))
+    check_bucket(out)
     sweep = load_sweep(location)
     best = sweep.best()  # UsageError when no trial finished
-    out = Path(out)
-    require_empty_output(str(out), force=force)
+    require_empty_output(out, force=force)
 
     config = sweep.space.train_config(best.params, sweep.data_dir).to_yaml_dict()
     config.pop("out", None)
@@ -85,7 +86,7 @@ def report(sweep_dir: str, out: Path, force: bool = False) -> ReportResult:
     if importances.values:
         images[IMPORTANCE_PLOT] = _png(importances_figure(importances.values))
     page = render_html(sweep, best, best_yaml, images, importances)
-    write_dir_atomically(out, {**images, HTML_FILE: page.encode()})
+    write_dir(out, {**images, HTML_FILE: page.encode()})
     return ReportResult(out, best, len(sweep.trials), sorted([*images, HTML_FILE]))
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from ssl_tune.errors import UsageError
 from ssl_tune.metrics import SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
-from ssl_tune.storage import exists, filesystem, join, read_text
+from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text
 from ssl_tune.tune.space import SearchSpace
 
 SWEEP_FILE = "sweep.yaml"
@@ -174,6 +174,7 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 def load_sweep(sweep_dir: str) -> SweepRecord:
     """Read a sweep directory (local or cloud URI). Raises UsageError if it is not one."""
+    check_bucket(sweep_dir)
     if not exists(join(sweep_dir, SWEEP_FILE)):
         what = "does not exist" if not exists(sweep_dir) else f"has no {SWEEP_FILE} (not an ssl-tune sweep)"
         raise UsageError(f"sweep {sweep_dir} {what}")

@@ -16,16 +16,20 @@ import pytest
 from ssl_tune.tune.devices import ASSIGNMENT_FILE, GPU_AS_CPU_ENV
 from ssl_tune.tune.results import load_sweep
 from tests.helpers import REPO, write_space
+from tests.s3_server import BUCKET
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster and its autoscaler
 
 
-def _on_fake_cluster(root: Path, sweep: dict[str, Any], epochs: int, *cluster_args: str) -> tuple[dict, list[dict]]:
-    """Run a sweep of `sweep` settings on a fake cluster with one warm GPU node: the cluster's report and the
-    trials' node assignments."""
+def _on_fake_cluster(
+    root: Path, sweep: dict[str, Any], epochs: int, *cluster_args: str, storage: str | None = None
+) -> tuple[dict, list[dict]]:
+    """Run a sweep of `sweep` settings on a fake cluster with one warm GPU node, kept in `storage` (default:
+    root/store): the cluster's report and the trials' node assignments."""
     gpu_log, report = root / "gpus", root / "cluster.json"
     space = write_space(root / "space.yaml", fixed={"epochs": epochs}, sweep=sweep)
-    command = [sys.executable, "-m", "ssl_tune", "sweep", "--space", str(space), "--storage", str(root / "store")]
+    storage = storage or str(root / "store")
+    command = [sys.executable, "-m", "ssl_tune", "sweep", "--space", str(space), "--storage", storage]
     command += ["--name", "fake", "--early-stopping", "none"]
     runner = ["unshare", "-n", sys.executable, "-m", "tests.fake_cluster", "--report", str(report)]
     runner += ["--gpu-nodes-up", "1", "--max-gpu-nodes", "3", *cluster_args, "--", *command]
@@ -44,10 +48,12 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
 
 def test_a_sweep_scales_out_from_a_warm_node_and_back_in(tmp_path):
     """As a GPU node left warm by a previous sweep: 4 one-GPU trials must still ask for more nodes, run more
-    trials at once than fitted at the start, on worker nodes only, and the extra nodes go once idle."""
+    trials at once than fitted at the start, on worker nodes only, and the extra nodes go once idle. The sweep
+    keeps everything in S3 (moto's server in the cluster's namespace), as a multi-node sweep must."""
     settings = {"num_samples": 4, "gpus_per_trial": 1, "cpus_per_worker": 1}
     # each trial outlasts a node's start (about 10 s here)
-    cluster, assigned = _on_fake_cluster(tmp_path, settings, 12, "--linger", "25")
+    s3 = ["--linger", "25", "--s3-mirror", str(tmp_path / "bucket")]
+    cluster, assigned = _on_fake_cluster(tmp_path, settings, 12, *s3, storage=f"s3://{BUCKET}/sweeps")
     samples = cluster["samples"]
     assert len(samples[0]["gpu_nodes"]) == 1, samples[0]  # the warm node, and only it, when the sweep started
     peak = max(len(s["gpu_nodes"]) for s in samples)
@@ -58,8 +64,8 @@ def test_a_sweep_scales_out_from_a_warm_node_and_back_in(tmp_path):
     assert trial_nodes <= {node for s in samples for node in s["gpu_nodes"]}
     assert cluster["head_node_id"] not in trial_nodes and len(trial_nodes) >= 2
 
-    trials = load_sweep(str(tmp_path / "store" / "fake")).trials
-    assert len(trials) == 4 and all(t.status == "completed" for t in trials)
+    trials = load_sweep(str(tmp_path / "bucket" / "sweeps" / "fake")).trials  # as read back through S3
+    assert len(trials) == 4 and all(t.status == "completed" and t.best_checkpoint for t in trials)
     spans = [(t.results[0]["timestamp"], t.results[-1]["timestamp"]) for t in trials]
     assert _most_at_once(spans) >= 2, spans  # one fitted when the sweep started
 
