@@ -83,3 +83,53 @@ def test_a_trial_survives_the_preemption_of_its_node(tmp_path):
     (trial,) = load_sweep(str(tmp_path / "store" / "fake")).trials
     epochs = [r["epoch"] for r in trial.results]
     assert trial.status == "completed" and epochs == list(range(31)), epochs  # each epoch once, none lost
+
+
+JOB_SCENARIO = """
+set -eu
+jobs="$RAY job submit --address http://127.0.0.1:8265 --working-dir $WORKDIR"
+$jobs --submission-id first --no-wait -- $SSL_TUNE sweep --space space.yaml --storage $STORE --name jobs \
+    --early-stopping none
+for _ in $(seq 600); do  # until two trials have ended, at most 5 minutes
+    [ "$(ls $STORE/jobs/trial-*/trial_end.json 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.5
+done
+$RAY job stop --address http://127.0.0.1:8265 first  # the driver is killed mid-sweep
+$RAY job logs --address http://127.0.0.1:8265 first > $LOGS
+# the resume reads everything from the storage: no working dir (reusing the first job's package, which Ray
+# deletes once that job is stopped, leaves the new driver without a current directory)
+$RAY job submit --address http://127.0.0.1:8265 -- $SSL_TUNE sweep --storage $STORE --name jobs --resume
+"""
+
+
+def test_ray_job_submit_runs_a_sweep_and_a_killed_driver_resumes(tmp_path):
+    """The documented path: `ray job submit --working-dir . -- ssl-tune sweep ...` on the launched cluster. Its
+    logs show the compact trial lines; `ray job stop` kills the driver mid-sweep, and a second job with
+    --resume finishes it without rerunning a finished trial or recording an epoch twice."""
+    workdir, store, logs = tmp_path / "job", tmp_path / "store", tmp_path / "first.log"
+    workdir.mkdir()
+    sweep = {"num_samples": 4, "gpus_per_trial": 1, "cpus_per_worker": 1}
+    write_space(workdir / "space.yaml", fixed={"epochs": 6}, sweep=sweep)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, GPU_AS_CPU_ENV: str(tmp_path / "gpus"), "PYTHONUNBUFFERED": "1", "LOGS": str(logs)}
+    env |= {"RAY": str(bin_dir / "ray"), "SSL_TUNE": str(bin_dir / "ssl-tune"), "WORKDIR": str(workdir)}
+    env |= {"STORE": str(store)}
+    report = tmp_path / "cluster.json"
+    runner = ["unshare", "-n", sys.executable, "-m", "tests.fake_cluster", "--report", str(report)]
+    runner += ["--gpu-nodes-up", "1", "--max-gpu-nodes", "3", "--", "bash", "-c", JOB_SCENARIO]
+    subprocess.run(runner, cwd=REPO, env=env, timeout=1200, check=True)
+    cluster = json.loads(report.read_text())
+    assert cluster["returncode"] == 0, cluster["stdout"][-3000:] + cluster["stderr"][-3000:]
+
+    first = logs.read_text()
+    assert "sweep jobs: 4 trials" in first and " started  lr=" in first, first[-3000:]
+    assert "Trial status" not in first and "╭" not in first  # Tune's tables stay out of the job's log
+    assert 2 <= first.count(" completed at epoch") < 4 and "0 errors" not in first  # killed mid-sweep
+    resumed = cluster["stdout"]
+    assert "completed at epoch 6" in resumed and "4 trials, 0 errors" in resumed, resumed[-3000:]
+
+    trials = load_sweep(str(store / "jobs")).trials
+    assert len(trials) == 4 and all(t.status == "completed" for t in trials)
+    for trial in trials:
+        epochs = [r["epoch"] for r in trial.results]
+        assert epochs == list(range(7)), (trial.trial_id, epochs)  # each epoch once: nothing rerun or lost
