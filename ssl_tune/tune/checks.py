@@ -4,6 +4,7 @@ handed on as a `CheckedSweep`."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,7 @@ def check_sweep(request: SweepRequest) -> CheckedSweep:
     sweep_dir = join(storage, name)
     if exists(sweep_dir):
         raise UsageError(f"sweep {sweep_dir} already exists: pass --resume to continue it, or choose another --name")
-    base = _base(space, data_dir)
+    space, base = _share_host_memory(space, _base(space, data_dir))
     space, streamed = _check_data(space, base)
     if space.sweep.gpus_per_trial > 0 and request.address is None and "RAY_ADDRESS" not in os.environ:
         import torch
@@ -108,6 +109,26 @@ def check_sweep(request: SweepRequest) -> CheckedSweep:
         if torch.cuda.device_count() == 0:
             raise UsageError("--gpus-per-trial > 0 but this machine has no GPU (use 0 to run trials on CPU)")
     return CheckedSweep(space, sweep_dir, name, data_dir, base, resume=False, streamed=streamed)
+
+
+def _share_host_memory(space: SearchSpace, base: TrainConfig) -> tuple[SearchSpace, TrainConfig]:
+    """Trials packed on one GPU share its node's host memory: at `gpus_per_trial` 1/k, each trial's share of
+    `host_data_limit_gb` is 1/k, so a train split above the share streams from its shards (`auto` placement of
+    a parquet pack) instead of k resident copies. Written into the space's fixed settings, so the trials, a
+    resume and an export all see the share.
+
+    >>> from ssl_tune.tune.space import SearchSpace
+    >>> space = SearchSpace.model_validate({"fixed": {"host_data_limit_gb": 24}, "sweep": {"gpus_per_trial": 0.25}})
+    >>> _share_host_memory(space, _base(space, None))[1].host_data_limit_gb
+    6.0
+    """
+    gpus = space.sweep.gpus_per_trial
+    packed = math.floor(1 / gpus + 1e-9) if 0 < gpus < 1 else 1
+    if packed == 1:
+        return space, base
+    share = base.host_data_limit_gb / packed
+    fixed = {**space.fixed, "host_data_limit_gb": share}
+    return space.model_copy(update={"fixed": fixed}), base.model_copy(update={"host_data_limit_gb": share})
 
 
 def _base(space: SearchSpace, data_dir: str | None) -> TrainConfig:

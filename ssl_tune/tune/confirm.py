@@ -100,9 +100,6 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
     if resume and exists(join(confirm_dir, TRACKING_FILE)):
         saved = yaml.safe_load(read_text(join(confirm_dir, TRACKING_FILE)))
         check_resumed_trackers(saved, request.tracking, "a resumed confirm")
-    if not resume:
-        write_text(join(confirm_dir, TRACKING_FILE), yaml.safe_dump(request.tracking.to_dict()))
-        write_text(join(confirm_dir, RUNS_FILE), asked)
 
     from ray.tune import grid_search
 
@@ -115,6 +112,9 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
     plan = TrialPlan.from_space(sweep.space, sweep.data_dir, confirm_dir, sweep.metric)
     parameters = {"configs": [r.config for r in runs]}
     with ray_cluster(request.address, request.verbose):
+        if not resume:  # once connected: a cluster that refuses the driver leaves nothing behind
+            write_text(join(confirm_dir, TRACKING_FILE), yaml.safe_dump(request.tracking.to_dict()))
+            write_text(join(confirm_dir, RUNS_FILE), asked)
         if resume and can_restore(confirm_dir):
             print(f"resuming confirm {confirm_dir}")
             tuner = restore_tuner(confirm_trial, plan, confirm_dir, parameters)

@@ -1,6 +1,6 @@
 """A sweep against a real token-protected Ray cluster (`ray start` with RAY_AUTH_MODE=token, Ray 2.60's way):
 without the token it is refused in one line that says how to supply it, with nothing written; with the token
-(RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token) it runs."""
+(RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token) it runs; `confirm --address` likewise."""
 
 from __future__ import annotations
 
@@ -57,8 +57,20 @@ def test_without_the_token_the_sweep_is_refused_in_one_line(token_cluster, tmp_p
     assert not store.exists()
 
 
-def test_with_the_token_the_sweep_runs(token_cluster, tmp_path):
+def test_with_the_token_the_sweep_and_confirm_run(token_cluster, tmp_path):
+    """...and `confirm --address` is refused in one line without it, with nothing written, and runs with it."""
     address, home = token_cluster
-    proc, store = _sweep(address, tmp_path, {"RAY_AUTH_MODE": "token", "HOME": home})
+    with_token = {"RAY_AUTH_MODE": "token", "HOME": home}
+    proc, store = _sweep(address, tmp_path, with_token)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (store / "space" / "sweep.yaml").is_file()
+
+    confirm = [sys.executable, "-m", "ssl_tune", "confirm", "--sweep", str(store / "space"), "--address", address]
+    confirm += ["--top", "1", "--seeds", "1", "--epochs", "1"]
+    refused = run_cli(confirm, env={"RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path)})
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "RAY_AUTH_MODE=token" in lines[0], refused.stderr
+    assert not (store / "space" / "confirm").exists()
+    confirmed = run_cli(confirm, env=with_token)
+    assert confirmed.returncode == 0, confirmed.stdout[-3000:] + confirmed.stderr[-3000:]
+    assert (store / "space" / "confirm" / "confirm.parquet").is_file()

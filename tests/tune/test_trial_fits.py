@@ -44,3 +44,21 @@ def test_a_streamed_trial_that_would_hold_every_cpu_is_refused(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sweep", "--space", str(space), "--storage", str(store)]) == 2
     _refused(capsys, store, "(a streamed trial keeps 1 CPU free for its decode tasks)")
+
+
+def test_trials_packed_on_a_gpu_share_its_host_memory(tmp_path, monkeypatch):
+    """At gpus_per_trial 0.25 each trial's share of host_data_limit_gb is a quarter: a pack that one trial would
+    hold in memory streams when four share the node; at one GPU per trial it stays resident."""
+    from ssl_tune.data.streaming import decoded_gb
+    from ssl_tune.tune.checks import SweepRequest, check_sweep
+
+    pack = tmp_path / "pack"
+    assert main(["data", "pack", "--source", "synthetic", "--out", str(pack), "--train-subset", "512"]) == 0
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a GPU cluster elsewhere: no GPU needed on this machine
+    limit = 2 * decoded_gb(512, 32)  # one resident copy fits, a quarter of it does not
+    fixed = {"dataset": "parquet", "data_dir": str(pack), "train_subset": None, "host_data_limit_gb": limit}
+    for gpus, share, streamed in ((1, limit, False), (0.25, limit / 4, True)):
+        space = write_space(tmp_path / f"{gpus}.yaml", fixed=fixed, sweep={"gpus_per_trial": gpus})
+        checked = check_sweep(SweepRequest(str(space), str(tmp_path / "store"), name=f"g{gpus}"))
+        assert checked.base.host_data_limit_gb == pytest.approx(share) and checked.streamed is streamed
+        assert checked.space.fixed["host_data_limit_gb"] == pytest.approx(share)  # what the trials are given
