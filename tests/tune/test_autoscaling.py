@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,14 +89,14 @@ def test_a_trial_survives_the_preemption_of_its_node(tmp_path):
 JOB_SCENARIO = """
 set -eu
 jobs="$RAY job submit --address http://127.0.0.1:8265 --working-dir $WORKDIR"
-$jobs --submission-id first --no-wait -- $SSL_TUNE sweep --space space.yaml --storage $STORE --name jobs \
-    --early-stopping none
+$jobs --submission-id first --no-wait -- $SSL_TUNE sweep --space space.yaml --storage $STORE --name jobs
 for _ in $(seq 600); do  # until two trials have ended, at most 5 minutes
     [ "$(ls $STORE/jobs/trial-*/trial_end.json 2>/dev/null | wc -l)" -ge 2 ] && break
     sleep 0.5
 done
 $RAY job stop --address http://127.0.0.1:8265 first  # the driver is killed mid-sweep
 $RAY job logs --address http://127.0.0.1:8265 first > $LOGS
+cp $STORE/jobs/asha_state.json $ASHA_BEFORE
 # the resume reads everything from the storage: no working dir (reusing the first job's package, which Ray
 # deletes once that job is stopped, leaves the new driver without a current directory)
 $RAY job submit --address http://127.0.0.1:8265 -- $SSL_TUNE sweep --storage $STORE --name jobs --resume
@@ -105,15 +106,17 @@ $RAY job submit --address http://127.0.0.1:8265 -- $SSL_TUNE sweep --storage $ST
 def test_ray_job_submit_runs_a_sweep_and_a_killed_driver_resumes(tmp_path):
     """The documented path: `ray job submit --working-dir . -- ssl-tune sweep ...` on the launched cluster. Its
     logs show the compact trial lines; `ray job stop` kills the driver mid-sweep, and a second job with
-    --resume finishes it without rerunning a finished trial or recording an epoch twice."""
+    --resume finishes it without rerunning a finished trial or recording an epoch twice, ASHA keeping every
+    decision it had made."""
     workdir, store, logs = tmp_path / "job", tmp_path / "store", tmp_path / "first.log"
+    asha_before = tmp_path / "asha_before.json"
     workdir.mkdir()
     sweep = {"num_samples": 4, "gpus_per_trial": 1, "cpus_per_worker": 1}
     write_space(workdir / "space.yaml", fixed={"epochs": 6}, sweep=sweep)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, GPU_AS_CPU_ENV: str(tmp_path / "gpus"), "PYTHONUNBUFFERED": "1", "LOGS": str(logs)}
     env |= {"RAY": str(bin_dir / "ray"), "SSL_TUNE": str(bin_dir / "ssl-tune"), "WORKDIR": str(workdir)}
-    env |= {"STORE": str(store)}
+    env |= {"STORE": str(store), "ASHA_BEFORE": str(asha_before)}
     report = tmp_path / "cluster.json"
     runner = ["unshare", "-n", sys.executable, "-m", "tests.fake_cluster", "--report", str(report)]
     runner += ["--gpu-nodes-up", "1", "--max-gpu-nodes", "3", "--", "bash", "-c", JOB_SCENARIO]
@@ -124,12 +127,19 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_driver_resumes(tmp_path):
     first = logs.read_text()
     assert "sweep jobs: 4 trials" in first and " started  lr=" in first, first[-3000:]
     assert "Trial status" not in first and "╭" not in first  # Tune's tables stay out of the job's log
-    assert 2 <= first.count(" completed at epoch") < 4 and "0 errors" not in first  # killed mid-sweep
+    ended = len(re.findall(r"(completed|stopped) at epoch", first))
+    assert 2 <= ended < 4 and "0 errors" not in first, first[-3000:]  # killed mid-sweep
     resumed = cluster["stdout"]
-    assert "completed at epoch 6" in resumed and "4 trials, 0 errors" in resumed, resumed[-3000:]
+    assert "resuming sweep" in resumed and "4 trials, 0 errors" in resumed, resumed[-3000:]
 
     trials = load_sweep(str(store / "jobs")).trials
-    assert len(trials) == 4 and all(t.status == "completed" for t in trials)
+    assert len(trials) == 4 and all(t.status in ("completed", "stopped") for t in trials)
     for trial in trials:
         epochs = [r["epoch"] for r in trial.results]
-        assert epochs == list(range(7)), (trial.trial_id, epochs)  # each epoch once: nothing rerun or lost
+        assert epochs == list(range(len(epochs))), (trial.trial_id, epochs)  # each epoch once, none lost
+        assert (trial.status == "completed") == (epochs[-1] == 6), (trial.trial_id, trial.status, epochs)
+    before, after = (json.loads(p.read_text()) for p in (asha_before, store / "jobs" / "asha_state.json"))
+    for bracket_before, bracket_after in zip(before["rungs"], after["rungs"], strict=True):
+        for (milestone, seen), (milestone_after, seen_after) in zip(bracket_before, bracket_after, strict=True):
+            assert milestone == milestone_after and seen.items() <= seen_after.items(), (seen, seen_after)
+    assert before["stopped"].items() <= after["stopped"].items()  # ASHA decides as before the kill
