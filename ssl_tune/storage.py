@@ -153,7 +153,8 @@ def write_dir(out: str, files: dict[str, bytes]) -> None:
         write_dir_atomically(Path(out), files)
         return
     fs, root = filesystem(out)
-    old = [i.path for i in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))]
+    listed = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+    old = [i.path for i in listed if i.type == pafs.FileType.File]
     for name, data in files.items():
         write_bytes(join(out, name), data)
     for path in old:

@@ -59,6 +59,21 @@ def test_an_unreachable_endpoint_is_one_line(tmp_path):
     _one_line_refusal(proc, f"cannot reach {closed['AWS_ENDPOINT_URL']}")
 
 
+def test_a_folder_rewritten_in_s3_keeps_only_the_new_files(monkeypatch):
+    """`--force` onto a bucket folder (report, export): the new files replace the old, and old files that the
+    new set lacks are removed, as the local folder swap does."""
+    from ssl_tune.storage import write_dir
+
+    with s3_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        out = f"s3://{BUCKET}/report"
+        write_dir(out, {"a.png": b"1", "report.html": b"old"})
+        write_dir(out, {"b.png": b"2", "report.html": b"new"})
+        assert s3_files(out, env) == {"b.png": 1, "report.html": 3}
+        assert s3_read(f"{out}/report.html", env) == b"new"
+
+
 @pytest.mark.slow  # two local Ray clusters (the sweep, confirm)
 def test_pack_sweep_export_report_eval_confirm_all_in_s3(tmp_path, cifar_dir, monkeypatch):
     """CIFAR-10 packed into the bucket, a sweep that streams it from there and keeps its trials, checkpoints and
