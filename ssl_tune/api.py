@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from ssl_tune.config import TrainConfig, build_config, deep_merge, describe_validation_error, read_yaml
 from ssl_tune.engine.run_dir import DEFAULT_EXPERIMENT, TrainResult, saved_config
 from ssl_tune.errors import UsageError
-from ssl_tune.storage import absolute, check_bucket, is_uri, join, require_empty_output, write_text
+from ssl_tune.storage import absolute, check_bucket, is_uri, join, require_empty_output, split, write_text
 from ssl_tune.tracking import RunIdentity, TrackingSettings, open_runs, read_record, write_record
 from ssl_tune.tune.checks import SweepRequest
 from ssl_tune.tune.space import SearchSpace, nest
@@ -213,8 +213,8 @@ def _eval_target(
     given = absolute(str(run if run is not None else checkpoint))  # one of them
     check_bucket(given)
     path = checkpoint_file(given)
-    folder = given if run is not None or path != given else given.rstrip("/").rpartition("/")[0]
-    return path, folder, RunIdentity("ssl-tune", folder.rstrip("/").rpartition("/")[2], uuid.uuid4().hex[:12], "eval")
+    folder = given if run is not None or path != given else split(given)[0]
+    return path, folder, RunIdentity("ssl-tune", split(folder)[1], uuid.uuid4().hex[:12], "eval")
 
 
 def _track_eval(trackers: TrackingSettings, identity: RunIdentity, result: EvalResult, folder: str) -> None:

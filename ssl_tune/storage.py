@@ -35,14 +35,43 @@ def is_uri(location: str) -> bool:
 
 
 def absolute(location: str) -> str:
-    """A URI unchanged, a local path made absolute (Ray wants absolute storage paths)."""
+    """A URI without a trailing slash, a local path made absolute (Ray wants absolute storage paths)."""
     if is_uri(location):
-        return location.rstrip("/")
+        path, query = _query(location)
+        return path.rstrip("/") + query
     return str(Path(location.removeprefix("file://")).expanduser().resolve())
 
 
+def _query(uri: str) -> tuple[str, str]:
+    """A URI's path and its query ("?endpoint_override=host:9000&scheme=http", or "")."""
+    path, mark, query = uri.partition("?")
+    return path, mark + query
+
+
 def join(location: str, *parts: str) -> str:
-    return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
+    """`parts` appended to a path, or to a URI's path (its query, which configures the store, kept last).
+
+    >>> join("s3://bucket/sweeps?endpoint_override=minio:9000&scheme=http", "cifar", "sweep.yaml")
+    's3://bucket/sweeps/cifar/sweep.yaml?endpoint_override=minio:9000&scheme=http'
+    """
+    if not is_uri(location):
+        return str(Path(location, *parts))
+    path, query = _query(location)
+    return "/".join([path.rstrip("/"), *parts]) + query
+
+
+def split(location: str) -> tuple[str, str]:
+    """(parent, name) of a path or a URI (a URI's query stays with the parent).
+
+    >>> split("s3://bucket/sweeps/cifar?scheme=http")
+    ('s3://bucket/sweeps?scheme=http', 'cifar')
+    """
+    if not is_uri(location):
+        path = Path(location)
+        return str(path.parent), path.name
+    path, query = _query(location)
+    parent, _, name = path.rstrip("/").rpartition("/")
+    return parent + query, name
 
 
 def filesystem(location: str) -> tuple[pafs.FileSystem, str]:

@@ -12,6 +12,7 @@ MODULES = [
     "ssl_tune.engine.rankme",
     "ssl_tune.losses",
     "ssl_tune.registry",
+    "ssl_tune.storage",
     "ssl_tune.tune.checks",
 ]
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ssl_tune.metrics import LABELS, SELECTION_METRIC, TrialStatus, finite, format_metric, scaled
-from ssl_tune.storage import absolute, check_bucket, exists, join, read_text, require_empty_output, write_dir
+from ssl_tune.storage import absolute, check_bucket, exists, join, read_text, require_empty_output, split, write_dir
 from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import Categorical, IntRange, LogUniform, SearchSpace
 
@@ -95,7 +95,7 @@ def report(sweep_dir: str, out: str | Path, force: bool = False) -> ReportResult
 
 def _study_name(sweep_dir: str) -> str:
     saved = yaml.safe_load(read_text(join(sweep_dir, SWEEP_FILE))) or {}
-    return str(saved.get("name") or Path(sweep_dir.rstrip("/")).name)
+    return str(saved.get("name") or split(sweep_dir)[1])
 
 
 def param_importances(sweep_dir: str, objective: str = SELECTION_METRIC) -> Importances:

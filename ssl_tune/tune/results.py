@@ -15,7 +15,7 @@ import yaml
 
 from ssl_tune.errors import UsageError
 from ssl_tune.metrics import SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
-from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text
+from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text, split
 from ssl_tune.tune.space import SearchSpace
 
 SWEEP_FILE = "sweep.yaml"
@@ -94,7 +94,7 @@ class SweepRecord:
     @property
     def name(self) -> str:
         """The sweep's name: its folder's (<storage>/<name>)."""
-        return self.sweep_dir.rstrip("/").rsplit("/", 1)[-1]
+        return split(self.sweep_dir)[1]
 
     @property
     def trained_epochs(self) -> int:

@@ -4,6 +4,7 @@ sits in the sweep folder, or for a bucket sweep on the driver's disk, copied to 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -44,7 +45,8 @@ def optuna_journal_path(sweep_dir: str, name: str) -> str:
     <sweep_dir>/optuna.journal (by the searcher at its snapshots, throttled, and at the end of the sweep)."""
     if not is_uri(sweep_dir):
         return join(sweep_dir, OPTUNA_FILE)
-    return str(Path("~/.ssl-tune/optuna").expanduser() / f"{name}.journal")
+    where = hashlib.blake2b(sweep_dir.partition("?")[0].encode(), digest_size=6).hexdigest()  # one per sweep dir
+    return str(Path("~/.ssl-tune/optuna").expanduser() / f"{name}-{where}.journal")
 
 
 def fetch_optuna_journal(sweep_dir: str, name: str) -> bool:
@@ -180,7 +182,10 @@ def sweep_searcher(
     space: SearchSpace, sweep_dir: str, name: str, data_dir: str | None, max_epochs: int
 ) -> SSLOptunaSearch:
     """A new sweep's searcher: the space as Optuna's define-by-run, its initial points first, the study in the
-    sweep's journal."""
+    sweep's journal (a bucket sweep's local journal left by an earlier sweep of the same folder is removed: the
+    checks found no sweep there, so its history is not this sweep's)."""
+    if is_uri(sweep_dir):
+        Path(optuna_journal_path(sweep_dir, name)).unlink(missing_ok=True)
     s = space.sweep
     return SSLOptunaSearch(
         space=DefineByRun(space),

@@ -9,13 +9,12 @@ experiment reads back its run settings, callbacks, searcher and scheduler from i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from ssl_tune.storage import is_uri
+from ssl_tune.storage import split
 from ssl_tune.tune.cluster import driver_resources
 from ssl_tune.tune.recorder import TrialRecorder
 from ssl_tune.tune.trial import TrialPlan
@@ -59,7 +58,7 @@ def new_tuner(
     trials, whose longest run is `epochs` epochs; `final_eval` runs end with their test evaluation (their
     latest checkpoints kept, not the best). `callbacks` come after the recorder's; `tune_config` are
     `TuneConfig` keywords (search_alg, scheduler, num_samples, max_concurrent_trials, trial names)."""
-    storage, name = _split(experiment_dir)
+    storage, name = split(experiment_dir)
     run_config = tune.RunConfig(  # Tuner.restore reads it back
         verbose=None if verbose else 0,
         name=name,
@@ -73,12 +72,3 @@ def new_tuner(
     settings = tune.TuneConfig(reuse_actors=plan.in_process, **tune_config)
     trainable = _with_plan(trainable, plan, parameters)
     return tune.Tuner(trainable, param_space=param_space, tune_config=settings, run_config=run_config)
-
-
-def _split(experiment_dir: str) -> tuple[str, str]:
-    """(storage_path, name) of an experiment folder, a local path or a URI."""
-    if is_uri(experiment_dir):
-        storage, name = experiment_dir.rstrip("/").rsplit("/", 1)
-        return storage, name
-    path = Path(experiment_dir)
-    return str(path.parent), path.name

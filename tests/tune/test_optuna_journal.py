@@ -144,3 +144,30 @@ def test_pull_fetches_the_copy_only_when_it_is_longer(tmp_path):
 @pytest.mark.parametrize("sweep_dir", ["sweeps/s", "file:///tmp/sweeps/s"])
 def test_a_local_sweep_keeps_its_journal_in_place(sweep_dir):
     assert not fetch_optuna_journal(sweep_dir, "s") and not sync_optuna_journal(sweep_dir, "s")
+
+
+def test_a_new_bucket_sweep_never_inherits_a_local_journal(tmp_path, monkeypatch):
+    """A bucket sweep keeps its journal on the driver's disk, one file per sweep folder: another folder's sweep of
+    the same name has its own, and a new sweep where an old one was deleted starts its study empty (the history
+    of the old one would steer its sampler)."""
+    import yaml
+
+    from ssl_tune.tune.searcher import optuna_journal_path, sweep_searcher
+    from ssl_tune.tune.space import SearchSpace
+    from tests.helpers import write_space
+    from tests.s3_server import BUCKET, s3_server
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sweep_dir = f"s3://{BUCKET}/sweeps/same"
+    assert optuna_journal_path(sweep_dir, "same") != optuna_journal_path(f"s3://{BUCKET}/other/same", "same")
+    stale = Path(optuna_journal_path(sweep_dir, "same"))
+    stale.parent.mkdir(parents=True)
+    old = optuna.create_study(study_name="same", storage=JournalStorage(JournalFileBackend(str(stale))))
+    old.optimize(lambda trial: trial.suggest_float("lr", 0.01, 1.0), n_trials=3)
+
+    space = SearchSpace.model_validate(yaml.safe_load(write_space(tmp_path / "space.yaml").read_text()))
+    with s3_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        searcher = sweep_searcher(space, sweep_dir, "same", None, MAX_EPOCHS)
+    assert searcher._ot_study.trials == []
