@@ -42,10 +42,14 @@ class TrainConfig(Settings):
 
     epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
     batch_size: int = Field(256, gt=0, le=MAX_BATCH, description="global batch, split across workers")
-    optimizer: Literal["sgd", "lars"] = "sgd"
+    optimizer: Literal["sgd", "lars", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0, le=1e3, description="base lr for batch 256; the run uses lr * batch/256")
     weight_decay: float = Field(5e-4, ge=0, le=1)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
+    weight_decay_end: float | None = Field(
+        None, ge=0, le=1, description="cosine schedule from weight_decay to this over training (DINO: 0.04 -> 0.4)"
+    )
+    drop_path: float = Field(0.0, ge=0, lt=1, description="ViT backbones: stochastic depth rate (DINO: 0.1)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum (AdamW: beta1 0.9, beta2 0.999)")
     lars_eta: float = Field(0.02, gt=0, le=1)
     lars_clip_lr: bool = Field(
         False, description="LARS: effective lr min(lr, trust) (LARC clipping, solo-learn's recipes), not lr x trust"
@@ -132,6 +136,10 @@ class TrainConfig(Settings):
     def _check(self) -> TrainConfig:
         if self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        if self.weight_decay_end is not None and self.weight_decay == 0:
+            raise ValueError("weight_decay_end schedules from weight_decay, which is 0: set weight_decay > 0")
+        if self.drop_path and not self.backbone.startswith("vit"):
+            raise ValueError(f"drop_path applies to the ViT backbones, not to '{self.backbone}'")
         if self.data_placement == "streamed_shards" and self.dataset != "parquet":
             raise ValueError(f"data_placement streamed_shards needs dataset 'parquet' (not '{self.dataset}')")
         may_stream = self.data_placement == "streamed_shards" or (

@@ -1,4 +1,5 @@
-"""Optimisers (SGD, LARS), parameter groups and the warm-up + cosine schedule, stepped per iteration."""
+"""Optimisers (SGD, LARS, AdamW), parameter groups, and the warm-up + cosine schedules of the lr and the weight
+decay, stepped per iteration."""
 
 from __future__ import annotations
 
@@ -90,6 +91,15 @@ class LARS(Optimizer):
         torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params], alpha=-group["lr"])
 
 
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")  # a ViT's embeddings and tokens (DINO, MoCo v3, timm)
+
+
+def no_decay_ids(model: torch.nn.Module) -> set[int]:
+    """Parameters that AdamW does not decay: biases and norm weights (one dimension or none), and a ViT's
+    position embeddings and tokens (by name)."""
+    return {id(p) for n, p in model.named_parameters() if p.ndim <= 1 or n.rsplit(".", 1)[-1] in NO_DECAY_NAMES}
+
+
 def build_optimizer(
     groups: list[ParamGroup],
     *,
@@ -100,14 +110,25 @@ def build_optimizer(
     momentum: float,
     lars_eta: float,
     lars_clip_lr: bool = False,
+    no_decay: set[int] | None = None,
 ) -> Optimizer:
-    """An optimiser over a method's groups. Each torch group keeps `base_lr` (scaled by batch/256) and
-    `fixed_lr`; `set_lr` applies the schedule to the groups that are not fixed."""
+    """An optimiser over a method's groups. Each torch group keeps `base_lr` (scaled by batch/256), `fixed_lr`
+    and `base_weight_decay`; `set_lr` and `set_weight_decay` apply the schedules. AdamW leaves the parameters in
+    `no_decay` (`no_decay_ids`) undecayed, in a group of their own."""
     torch_groups = []
     for g in groups:
         base_lr = (g.lr if g.lr is not None else lr) * batch_size / 256
         wd = weight_decay if g.weight_decay is None else g.weight_decay
         common = {"name": g.name, "lr": base_lr, "base_lr": base_lr, "fixed_lr": g.fixed_lr}
+        if name == "adamw":
+            skip = no_decay or set()
+            decayed = [p for p in g.params if id(p) not in skip]
+            undecayed = [p for p in g.params if id(p) in skip]
+            if decayed:
+                torch_groups.append({**common, "params": decayed, "weight_decay": wd, "base_weight_decay": wd})
+            if undecayed:
+                torch_groups.append({**common, "params": undecayed, "weight_decay": 0.0, "base_weight_decay": 0.0})
+            continue
         if name == "lars":  # biases and norm weights: no adaptation, no weight decay
             matrices = [p for p in g.params if p.ndim > 1]
             vectors = [p for p in g.params if p.ndim <= 1]
@@ -117,6 +138,8 @@ def build_optimizer(
                 torch_groups.append({**common, "params": vectors, "weight_decay": 0.0, "lars_adapt": False})
         elif g.params:
             torch_groups.append({**common, "params": g.params, "weight_decay": wd})
+    if name == "adamw":
+        return torch.optim.AdamW(torch_groups, lr=lr, weight_decay=weight_decay, **_sgd_impl(torch_groups))
     if name == "lars":
         return LARS(
             torch_groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta, clip_lr=lars_clip_lr
@@ -144,3 +167,19 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
 def set_lr(optimizer: Optimizer, factor: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] if group["fixed_lr"] else group["base_lr"] * factor
+
+
+def weight_decay_at(start: float, end: float, fraction: float) -> float:
+    """A cosine from `start` (fraction 0) to `end` (fraction 1), as DINO's weight-decay schedule.
+
+    >>> weight_decay_at(0.04, 0.4, 0.0), weight_decay_at(0.04, 0.4, 0.5), weight_decay_at(0.04, 0.4, 1.0)
+    (0.04, 0.22, 0.4)
+    """
+    return round(end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction)))), 12)
+
+
+def set_weight_decay(optimizer: Optimizer, start: float, value: float) -> None:
+    """Scale each group's weight decay by `value / start` (undecayed groups stay at 0)."""
+    for group in optimizer.param_groups:
+        base = group.get("base_weight_decay", group["weight_decay"])
+        group["weight_decay"] = base * value / start if start else base

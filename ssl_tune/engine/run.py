@@ -29,7 +29,14 @@ from ssl_tune.data.streaming import STREAMED_SHARDS, ShardBatches, ShardPlan
 from ssl_tune.distributed import Distributed
 from ssl_tune.engine.collapse import effective_rank, embedding_std
 from ssl_tune.engine.knn import extract_features, knn_accuracy
-from ssl_tune.engine.optim import build_optimizer, lr_factor, set_lr
+from ssl_tune.engine.optim import (
+    build_optimizer,
+    lr_factor,
+    no_decay_ids,
+    set_lr,
+    set_weight_decay,
+    weight_decay_at,
+)
 from ssl_tune.engine.rankme import rankme
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
@@ -139,6 +146,9 @@ class TrainingRun:
             self.query_labels = monitor.labels.to(self.device)
 
         cuda = self.device.type == "cuda"
+        if cuda:  # fixed shapes per view kind: let cuDNN pick its fastest kernels; TF32 for fp32 matmuls
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.autocast_dtype = (
             torch.bfloat16 if (cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)) else None
         )
@@ -146,7 +156,7 @@ class TrainingRun:
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every resume
         method_cls = get_method(cfg.method)
-        backbone = build_backbone(cfg.backbone, data.image_size)
+        backbone = build_backbone(cfg.backbone, data.image_size, cfg.drop_path)
         self.method: Method = method_cls(backbone, cfg.method_param_model()).to(self.device)
         if channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
@@ -162,6 +172,7 @@ class TrainingRun:
             momentum=cfg.momentum,
             lars_eta=cfg.lars_eta,
             lars_clip_lr=cfg.lars_clip_lr,
+            no_decay=no_decay_ids(self.method),
         )
         self.views = ViewGenerator(
             self.method.view_specs(cfg.augment, data.image_size), data.mean, data.std, channels_last=channels_last
@@ -286,6 +297,9 @@ class TrainingRun:
         """One optimisation step on ready views: lr schedule, autocast forward, backward, the method's hooks
         (frozen layers, EMA updates) and the optimiser. No host-device synchronisation."""
         set_lr(self.optimizer, lr_factor(progress.step, self.warmup_steps, progress.total_steps))
+        if self.cfg.weight_decay_end is not None:
+            decay = weight_decay_at(self.cfg.weight_decay, self.cfg.weight_decay_end, progress.fraction)
+            set_weight_decay(self.optimizer, self.cfg.weight_decay, decay)
         autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         with autocast:
             out = self.model(views, progress)
@@ -332,8 +346,8 @@ class TrainingRun:
             packed /= self.dist.world_size
             sums = packed[:2]
             extras = dict(zip(extras, packed[2:], strict=True))
+        loss, std = (sums / max(steps, 1)).tolist()  # the epoch's one device sync: the timing includes the work
         train_time = time.perf_counter() - start
-        loss, std = (sums / max(steps, 1)).tolist()
         self.epoch = epoch
 
         status = TrialStatus.OK if math.isfinite(loss) else TrialStatus.DIVERGED

@@ -23,7 +23,7 @@ from ssl_tune.losses import dino, mean_entropy
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, clip_grad_per_parameter_, register_method
 from ssl_tune.models.ema import cosine_momentum, frozen_copy
 from ssl_tune.models.heads import DINOHead
-from ssl_tune.views import AugmentConfig, ViewSpec, multi_crop
+from ssl_tune.views import DINO_CROPS, AugmentConfig, ViewSpec, multi_crop
 
 
 class DINOParams(MethodParams):
@@ -59,7 +59,7 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(1, p.num_prototypes))
 
     def view_specs(self, augment: AugmentConfig, image_size: int) -> list[ViewSpec]:
-        return multi_crop(augment, image_size, asymmetric=True)
+        return multi_crop(augment, image_size, asymmetric=True, paper=DINO_CROPS)
 
     def teacher_temperature(self, progress: Progress) -> float:
         p = self.params

@@ -27,6 +27,7 @@ class MoCoV3Params(MethodParams):
     temperature: float = Field(0.2, gt=0, le=10)
     base_tau: float = Field(0.99, ge=0, le=1, description="momentum-encoder EMA at the start")
     final_tau: float = Field(1.0, ge=0, le=1, description="momentum-encoder EMA at the end (cosine)")
+    freeze_patch_embed: bool = Field(True, description="ViT: keep the random patch projection fixed (paper, sec. 5)")
 
 
 @register_method
@@ -39,6 +40,8 @@ class MoCoV3(Method):
     def __init__(self, backbone: nn.Module, params: MoCoV3Params) -> None:
         super().__init__(backbone, params)
         p = params
+        if p.freeze_patch_embed and hasattr(backbone, "freeze_patch_embed"):
+            backbone.freeze_patch_embed()
         self.projector = mlp(
             [self.feature_dim, p.proj_hidden_dim, p.proj_output_dim], last_bn=True, last_bn_affine=False
         )

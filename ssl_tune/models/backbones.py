@@ -1,4 +1,4 @@
-"""Backbones built on torchvision.models, returning pooled features (no classifier)."""
+"""Backbones returning pooled features (no classifier): ResNets from torchvision, ViTs from timm."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
-from torchvision.models.vision_transformer import VisionTransformer
 
 from ssl_tune.errors import UsageError
 from ssl_tune.registry import Registry
@@ -78,34 +77,56 @@ class TinyResNet(nn.Module):
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
 
 
-def _vit(image_size: int, hidden_dim: int, heads: int) -> nn.Module:
-    patch = 4 if image_size <= SMALL_IMAGE_MAX else 16
-    if image_size % patch:
-        raise UsageError(f"image size {image_size} is not a multiple of the ViT patch size {patch}")
-    model = VisionTransformer(
-        image_size=image_size,
-        patch_size=patch,
-        num_layers=12,
-        num_heads=heads,
-        hidden_dim=hidden_dim,
-        mlp_dim=4 * hidden_dim,
-    )
-    model.heads = nn.Identity()  # forward returns the class token
-    model.feature_dim = hidden_dim
-    return model
+class ViT(nn.Module):
+    """A timm `VisionTransformer` as SSL uses it: the CLS token as the feature, position embeddings interpolated
+    to any input size (multi-crop's local crops), drop path, and a patch projection that a method may freeze
+    (MoCo v3). Patch 4 at <= 64 px (CIFAR), else 16; 12 blocks.
+
+    >>> vit = ViT(embed_dim=192, heads=3, image_size=32)
+    >>> vit(torch.zeros(2, 3, 32, 32)).shape, vit(torch.zeros(2, 3, 16, 16)).shape
+    (torch.Size([2, 192]), torch.Size([2, 192]))
+    """
+
+    no_weight_decay = ("pos_embed", "cls_token")  # parameter names that AdamW's decay leaves alone (DINO, MoCo v3)
+
+    def __init__(self, embed_dim: int, heads: int, image_size: int, drop_path: float = 0.0) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+
+        patch = 4 if image_size <= SMALL_IMAGE_MAX else 16
+        if image_size % patch:
+            raise UsageError(f"image size {image_size} is not a multiple of the ViT patch size {patch}")
+        self.vit = VisionTransformer(
+            img_size=image_size, patch_size=patch, embed_dim=embed_dim, depth=12, num_heads=heads,
+            num_classes=0, global_pool="token", dynamic_img_size=True, dynamic_img_pad=True,
+            drop_path_rate=drop_path,
+        )  # fmt: skip
+        self.feature_dim = embed_dim
+
+    def freeze_patch_embed(self) -> None:
+        """MoCo v3's stability fix (Chen et al., 2021, sec. 5): the random patch projection is never trained."""
+        for p in self.vit.patch_embed.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(x)
 
 
-BACKBONES = Registry[Callable[[int], nn.Module]]("backbone")  # name -> builder(image_size)
-BACKBONES.add("resnet_tiny", lambda size: TinyResNet(image_size=size))
-BACKBONES.add("resnet18", lambda size: _torchvision_resnet(resnet18, size))
-BACKBONES.add("resnet50", lambda size: _torchvision_resnet(resnet50, size))
-BACKBONES.add("vit_tiny", lambda size: _vit(size, hidden_dim=192, heads=3))
-BACKBONES.add("vit_small", lambda size: _vit(size, hidden_dim=384, heads=6))
+BACKBONES = Registry[Callable[[int, float], nn.Module]]("backbone")  # name -> builder(image_size, drop_path)
+BACKBONES.add("resnet_tiny", lambda size, _: TinyResNet(image_size=size))
+BACKBONES.add("resnet18", lambda size, _: _torchvision_resnet(resnet18, size))
+BACKBONES.add("resnet50", lambda size, _: _torchvision_resnet(resnet50, size))
+BACKBONES.add("vit_tiny", lambda size, drop: ViT(192, 3, size, drop))
+BACKBONES.add("vit_small", lambda size, drop: ViT(384, 6, size, drop))
+BACKBONES.add("vit_base", lambda size, drop: ViT(768, 12, size, drop))
 
 
-def build_backbone(name: str, image_size: int) -> Backbone:
-    """A backbone whose forward returns (N, feature_dim) features. Raises UsageError for an unknown name."""
-    model = BACKBONES.get(name)(image_size)
+def build_backbone(name: str, image_size: int, drop_path: float = 0.0) -> Backbone:
+    """A backbone whose forward returns (N, feature_dim) features. Raises UsageError for an unknown name, and
+    for drop path on a backbone without it (the ResNets)."""
+    if drop_path and not name.startswith("vit"):
+        raise UsageError(f"drop_path applies to the ViT backbones, not to '{name}'")
+    model = BACKBONES.get(name)(image_size, drop_path)
     if not isinstance(model, Backbone):
         raise TypeError(f"backbone '{name}' does not declare an int feature_dim")
     return model

@@ -10,6 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def in_float32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` in float32, also under bf16 autocast: SwAV's scores feed Sinkhorn at ε = 0.05 and DINO's
+    teacher logits a softmax at τ = 0.04, where bf16's 8-bit mantissa visibly moves the result."""
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.float())
+
+
 def mlp(
     dims: Sequence[int],
     *,
@@ -46,7 +53,7 @@ class Prototypes(nn.Module):
         self.layer.weight.copy_(F.normalize(self.layer.weight, dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)
+        return in_float32(self.layer, x)
 
 
 class DINOHead(nn.Module):
@@ -86,5 +93,5 @@ class DINOHead(nn.Module):
         return self.prototype_scores(self.mlp(x))
 
     def prototype_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The last layer on the L2-normalised MLP output (`hidden = self.mlp(x)`)."""
-        return self.last_layer(F.normalize(hidden, dim=-1))
+        """The last layer on the L2-normalised MLP output (`hidden = self.mlp(x)`), in float32."""
+        return in_float32(self.last_layer, F.normalize(hidden.float(), dim=-1))

@@ -36,7 +36,7 @@ class AugmentConfig(Settings):
     solarize_prob: float = Field(0.0, ge=0, le=1)
     # multi-crop (SwAV, DINO); None = by image size (see the class docstring)
     num_local_crops: int | None = Field(None, ge=0, le=16)
-    local_crop_size: int | None = Field(None, gt=0)
+    local_crop_size: int | None = Field(None, gt=0, le=1024)
     local_crop_min_scale: float | None = Field(None, gt=0, le=1)
     local_crop_max_scale: float | None = Field(None, gt=0, le=1)
     global_crop_min_scale: float | None = Field(None, gt=0, le=1)
@@ -108,28 +108,55 @@ def asymmetric_views(aug: AugmentConfig, image_size: int, scale: tuple[float, fl
     ]
 
 
-def multi_crop(aug: AugmentConfig, image_size: int, asymmetric: bool = False) -> list[ViewSpec]:
+@dataclass(frozen=True)
+class PaperCrops:
+    """A method's multi-crop above 64 px, as its paper has it: the local crops' count and scale, the global crops'
+    minimum scale. Local crops are 96/224 of the image side (96 px at 224), in whole 16 px patches.
+    `augment`'s own settings override each."""
+
+    num_local: int
+    global_min_scale: float
+    local_scale: tuple[float, float]
+
+
+SWAV_CROPS = PaperCrops(6, 0.14, (0.05, 0.14))  # SwAV (Caron et al., 2020): 2x224 (0.14-1) + 6x96 (0.05-0.14)
+DINO_CROPS = PaperCrops(8, 0.4, (0.05, 0.4))  # DINO (Caron et al., 2021), official main_dino.py defaults
+
+
+def local_crop_size(image_size: int) -> int:
+    """SwAV's and DINO's 96 px local crops at 224 px, scaled to `image_size` in whole ViT patches (16 px).
+
+    >>> local_crop_size(224), local_crop_size(96), local_crop_size(160)
+    (96, 48, 64)
+    """
+    return max(16, round(image_size * 96 / 224 / 16) * 16)
+
+
+def multi_crop(
+    aug: AugmentConfig, image_size: int, asymmetric: bool = False, paper: PaperCrops = SWAV_CROPS
+) -> list[ViewSpec]:
     """2 global crops plus the local crops (SwAV, DINO); the global views come first. `asymmetric` makes the
-    globals BYOL's pair (DINO: blur on the first, solarize on the second).
+    globals BYOL's pair (DINO: blur on the first, solarize on the second). Above 64 px the defaults are the
+    method's `paper` crops; at <= 64 px no local crops unless `num_local_crops` asks for them.
 
     Without local crops the globals are plain two-view crops (`crop_min_scale`), as solo-learn's CIFAR recipes.
     """
     small = image_size <= 64
-    n_local = aug.num_local_crops if aug.num_local_crops is not None else (0 if small else 2)
+    n_local = aug.num_local_crops if aug.num_local_crops is not None else (0 if small else paper.num_local)
     if n_local == 0:
         global_scale = (aug.crop_min_scale, aug.crop_max_scale)
     else:
-        global_min = aug.global_crop_min_scale or (0.2 if small else 0.14)
+        global_min = aug.global_crop_min_scale or (0.2 if small else paper.global_min_scale)
         global_scale = (global_min, aug.crop_max_scale)
     if asymmetric:
         specs = asymmetric_views(aug, image_size, scale=global_scale)
     else:
         specs = [_spec(aug, image_size, scale=global_scale, count=2)]
     if n_local:
-        default_size = round(image_size * 9 / 16) if small else max(8, (image_size * 3) // 8 // 4 * 4)
+        default_size = round(image_size * 9 / 16) if small else local_crop_size(image_size)
         local_scale = (
-            aug.local_crop_min_scale or (0.08 if small else 0.05),
-            aug.local_crop_max_scale or (0.5 if small else 0.14),
+            aug.local_crop_min_scale or (0.08 if small else paper.local_scale[0]),
+            aug.local_crop_max_scale or (0.5 if small else paper.local_scale[1]),
         )
         if local_scale[0] > local_scale[1]:
             raise ValueError(f"local crop scale {local_scale}: the minimum exceeds the maximum")

@@ -15,7 +15,7 @@ import torch
 from ssl_tune.config import build_config
 from ssl_tune.methods import METHODS
 from ssl_tune.models.backbones import build_backbone
-from ssl_tune.views import AugmentConfig, multi_crop
+from ssl_tune.views import DINO_CROPS, AugmentConfig, multi_crop
 from tests.helpers import small_params
 
 SOLO = "solo-learn scripts/pretrain/cifar/"
@@ -143,6 +143,7 @@ RECIPES: dict[str, dict[str, tuple]] = {
         "params.temperature": (0.2, SOLO + "mocov3.yaml"),
         "params.base_tau": (0.99, SOLO + "mocov3.yaml (momentum.base_tau)"),
         "params.final_tau": (1.0, SOLO + "mocov3.yaml (momentum.final_tau)"),
+        "params.freeze_patch_embed": (True, "Chen, Xie & He 2021, sec. 5 (random patch projection; moco-v3 vits.py)"),
         **_asymmetric(),
     },
     "dino": {
@@ -229,7 +230,7 @@ def test_every_method_parameter_has_a_cited_default():
 
 def test_multi_crop_is_an_option_with_solo_learns_cifar_geometry():
     """solo-learn scripts/pretrain/cifar-multicrop/augmentations/swav.yaml: globals from 0.2, 18 px locals at
-    0.08-0.5. Above 64 px: the papers' geometry (globals from 0.14, locals 0.05-0.14)."""
+    0.08-0.5. Above 64 px: each paper's geometry (SwAV, DINO)."""
     small = multi_crop(AugmentConfig(num_local_crops=6), 32, asymmetric=True)
     assert [(s.size, s.scale, s.count) for s in small] == [
         (32, (0.2, 1.0), 1),
@@ -237,8 +238,11 @@ def test_multi_crop_is_an_option_with_solo_learns_cifar_geometry():
         (18, (0.08, 0.5), 6),
     ]
     assert [s.solarize_prob for s in small[:2]] == [0.0, 0.2]
-    big = multi_crop(AugmentConfig(), 96)
-    assert [(s.size, s.scale, s.count) for s in big] == [(96, (0.14, 1.0), 2), (36, (0.05, 0.14), 2)]
+    swav = multi_crop(AugmentConfig(), 224)  # SwAV's paper: 2 x 224 (0.14-1) + 6 x 96 (0.05-0.14)
+    assert [(s.size, s.scale, s.count) for s in swav] == [(224, (0.14, 1.0), 2), (96, (0.05, 0.14), 6)]
+    dino = multi_crop(AugmentConfig(), 224, asymmetric=True, paper=DINO_CROPS)  # DINO's: 0.4-1, 8 x 96 (0.05-0.4)
+    assert [(s.size, s.scale, s.count) for s in dino] == [(224, (0.4, 1.0), 1), (224, (0.4, 1.0), 1),
+                                                         (96, (0.05, 0.4), 8)]  # fmt: skip
     cfg = build_config({"method": "swav", "augment": {"num_local_crops": 2, "local_crop_size": 16}})
     assert multi_crop(cfg.augment, 32)[1].size == 16
 
