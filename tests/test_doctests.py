@@ -14,6 +14,7 @@ MODULES = [
     "ssl_tune.registry",
     "ssl_tune.storage",
     "ssl_tune.tune.checks",
+    "ssl_tune.tune.results",
     "ssl_tune.engine.optim",
     "ssl_tune.models.backbones",
     "ssl_tune.views.recipes",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pyarrow.fs import FileType
 from ray.tune.experiment import Trial
 from ray.tune.logger import LoggerCallback
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -121,10 +122,11 @@ class TrialRecorder(LoggerCallback):
         for trial in trials:
             if trial in self._writers and trial.status == Trial.TERMINATED:
                 self._writers.pop(trial).close()
-                record = self._end_record(trial, failed=False)
-                fs = trial.storage.storage_filesystem
-                with fs.open_output_stream(f"{trial.path}/{END_FILE}") as f:
-                    f.write(json.dumps(record).encode())
+                fs, end_file = trial.storage.storage_filesystem, f"{trial.path}/{END_FILE}"
+                if fs.get_file_info(end_file).type != FileType.NotFound:  # ended before a resume: keep its record
+                    continue
+                with fs.open_output_stream(end_file) as f:
+                    f.write(json.dumps(self._end_record(trial, failed=False)).encode())
         super().on_experiment_end(trials, **info)
 
 

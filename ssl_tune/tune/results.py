@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ssl_tune.errors import UsageError
-from ssl_tune.metrics import SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
+from ssl_tune.metrics import EPOCH, SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
 from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text, split
 from ssl_tune.tune.space import SearchSpace
 
@@ -160,6 +160,24 @@ def _points(metric: str, delta: float) -> str:
     return f"{scaled(metric, delta):+.1f} points" if is_accuracy(metric) else f"{delta:+.1f}"
 
 
+def latest_attempt(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trial's rows with each epoch once, as its latest attempt reported it. A trial restarted from an earlier
+    checkpoint than its last report (its driver killed before the experiment snapshot recorded the newer one)
+    reports those epochs again, and Tune appends them to result.json: a row replaces every kept row from its
+    epoch on.
+
+    >>> [r["epoch"] for r in latest_attempt([{"epoch": e} for e in (0, 1, 2, 1, 2, 3)])]
+    [0, 1, 2, 3]
+    """
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        epoch = int(row.get(EPOCH, 0))
+        while kept and int(kept[-1].get(EPOCH, 0)) >= epoch:
+            kept.pop()
+        kept.append(row)
+    return kept
+
+
 def _json_lines(text: str) -> list[dict[str, Any]]:
     rows = []
     for line in text.splitlines():
@@ -198,7 +216,7 @@ def load_sweep(sweep_dir: str) -> SweepRecord:
             metric=space.sweep.metric or SELECTION_METRIC,
         )
         if exists(join(trial_dir, "result.json")):
-            record.results = _json_lines(read_text(join(trial_dir, "result.json")))
+            record.results = latest_attempt(_json_lines(read_text(join(trial_dir, "result.json"))))
         if exists(join(trial_dir, END_FILE)):
             end = json.loads(read_text(join(trial_dir, END_FILE)))
             record.end_status = TrialStatus(end[STATUS])

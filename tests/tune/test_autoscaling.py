@@ -4,6 +4,7 @@ provider, in a private network namespace; GPU nodes of 1 CPU and 1 fake GPU, tri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -97,6 +98,9 @@ done
 $RAY job stop --address http://127.0.0.1:8265 first  # the driver is killed mid-sweep
 $RAY job logs --address http://127.0.0.1:8265 first > $LOGS
 cp $STORE/jobs/asha_state.json $ASHA_BEFORE
+for end in $STORE/jobs/trial-*/trial_end.json; do  # the trials that had ended: their records
+    md5sum $end $(dirname $end)/result.json
+done > $ENDED_BEFORE
 # the resume reads everything from the storage: no working dir (reusing the first job's package, which Ray
 # deletes once that job is stopped, leaves the new driver without a current directory)
 $RAY job submit --address http://127.0.0.1:8265 -- $SSL_TUNE sweep --storage $STORE --name jobs --resume
@@ -109,14 +113,14 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_driver_resumes(tmp_path):
     --resume finishes it without rerunning a finished trial or recording an epoch twice, ASHA keeping every
     decision it had made."""
     workdir, store, logs = tmp_path / "job", tmp_path / "store", tmp_path / "first.log"
-    asha_before = tmp_path / "asha_before.json"
+    asha_before, ended_before = tmp_path / "asha_before.json", tmp_path / "ended_before.txt"
     workdir.mkdir()
     sweep = {"num_samples": 4, "gpus_per_trial": 1, "cpus_per_worker": 1}
     write_space(workdir / "space.yaml", fixed={"epochs": 6}, sweep=sweep)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, GPU_AS_CPU_ENV: str(tmp_path / "gpus"), "PYTHONUNBUFFERED": "1", "LOGS": str(logs)}
     env |= {"RAY": str(bin_dir / "ray"), "SSL_TUNE": str(bin_dir / "ssl-tune"), "WORKDIR": str(workdir)}
-    env |= {"STORE": str(store), "ASHA_BEFORE": str(asha_before)}
+    env |= {"STORE": str(store), "ASHA_BEFORE": str(asha_before), "ENDED_BEFORE": str(ended_before)}
     report = tmp_path / "cluster.json"
     runner = ["unshare", "-n", sys.executable, "-m", "tests.fake_cluster", "--report", str(report)]
     runner += ["--gpu-nodes-up", "1", "--max-gpu-nodes", "3", "--", "bash", "-c", JOB_SCENARIO]
@@ -132,11 +136,14 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_driver_resumes(tmp_path):
     resumed = cluster["stdout"]
     assert "resuming sweep" in resumed and "4 trials, 0 errors" in resumed, resumed[-3000:]
 
+    for line in ended_before.read_text().splitlines():  # a trial that had ended was not run again
+        digest, name = line.split()
+        assert hashlib.md5(Path(name).read_bytes()).hexdigest() == digest, name
     trials = load_sweep(str(store / "jobs")).trials
     assert len(trials) == 4 and all(t.status in ("completed", "stopped") for t in trials)
-    for trial in trials:
+    for trial in trials:  # each epoch once, none lost (a trial cut short resumed from its last known checkpoint)
         epochs = [r["epoch"] for r in trial.results]
-        assert epochs == list(range(len(epochs))), (trial.trial_id, epochs)  # each epoch once, none lost
+        assert epochs == list(range(len(epochs))), (trial.trial_id, epochs)
         assert (trial.status == "completed") == (epochs[-1] == 6), (trial.trial_id, trial.status, epochs)
     before, after = (json.loads(p.read_text()) for p in (asha_before, store / "jobs" / "asha_state.json"))
     for bracket_before, bracket_after in zip(before["rungs"], after["rungs"], strict=True):
