@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from pydantic import ValidationInfo, field_validator
 from torch import nn
 
 from ssl_tune.models.ema import ema_update
@@ -52,8 +53,24 @@ class ParamGroup:
     weight_decay: float | None = None
 
 
+MAX_WIDTH = 65536  # a head's widest layer, or prototypes (DINO's largest head has 65536)
+MAX_QUEUE = 1_000_000  # rows of a feature queue (MoCo's 65536, SwAV's 3840 at batch 256)
+
+
 class MethodParams(Settings):
-    """Base of each method's own hyperparameters (strict: unknown keys are errors)."""
+    """Base of each method's own hyperparameters (strict: unknown keys are errors). Every head width (`*_dim`),
+    `num_prototypes` and `queue_size` is bounded here, so a typo like 2**31 is a validation error, not an
+    out-of-memory crash mid-sweep."""
+
+    @field_validator("*")
+    @classmethod
+    def _bounded_sizes(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        limit = MAX_QUEUE if name == "queue_size" else MAX_WIDTH
+        sized = name.endswith("_dim") or name in ("num_prototypes", "queue_size")
+        if sized and isinstance(value, int) and value > limit:
+            raise ValueError(f"{value} is above the largest {name}, {limit}")
+        return value
 
 
 class Method(nn.Module):

@@ -287,3 +287,16 @@ def test_dino_clips_each_parameters_gradient_norm():
             expected = min(before[n], 0.01 * before[n] / (before[n] + 1e-6))
             assert p.grad.norm().item() == pytest.approx(expected, rel=1e-4, abs=1e-9), n
     assert max(before.values()) > 0.01  # the clip was taken
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_head_width_and_queue_is_bounded(method):
+    """A width of 2**31 is a one-line config error, not an out-of-memory crash once a trial starts."""
+    from ssl_tune.errors import UsageError
+
+    sized = [n for n in METHODS[method].Params.model_fields if n.endswith("_dim") or n in ("num_prototypes",
+                                                                                          "queue_size")]  # fmt: skip
+    assert sized
+    for name in sized:
+        with pytest.raises(UsageError, match=f"method_params.{name}': 2147483648 is above the largest"):
+            build_config({"method": method, "method_params": {name: 2**31}})
