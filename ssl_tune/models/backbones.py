@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
@@ -77,48 +78,53 @@ class TinyResNet(nn.Module):
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
 
 
-class ViT(nn.Module):
-    """A timm `VisionTransformer` as SSL uses it: the CLS token as the feature, position embeddings interpolated
-    to any input size (multi-crop's local crops), drop path, and a patch projection that a method may freeze
-    (MoCo v3). Patch 4 at <= 64 px (CIFAR), else 16; 12 blocks.
+@functools.cache
+def vit_class() -> type[nn.Module]:
+    """The ViT backbone class, built on first use (timm takes 0.6 s to import, which every command would pay)."""
+    from timm.models.vision_transformer import VisionTransformer
 
-    >>> vit = ViT(embed_dim=192, heads=3, image_size=32)
+    class ViT(VisionTransformer):
+        """timm's `VisionTransformer` as SSL uses it: the CLS token as the feature, position embeddings
+        interpolated to any input size (multi-crop's local crops), drop path, and a patch projection that a
+        method may freeze (MoCo v3). Patch 4 at <= 64 px (CIFAR), else 16; 12 blocks. Its state_dict is timm's
+        own, so an exported backbone.pt loads into timm's `VisionTransformer` built with the same arguments."""
+
+        def __init__(self, embed_dim: int, heads: int, image_size: int, drop_path: float = 0.0) -> None:
+            patch = 4 if image_size <= SMALL_IMAGE_MAX else 16
+            if image_size % patch:
+                raise UsageError(f"image size {image_size} is not a multiple of the ViT patch size {patch}")
+            super().__init__(
+                img_size=image_size, patch_size=patch, embed_dim=embed_dim, depth=12, num_heads=heads,
+                num_classes=0, global_pool="token", dynamic_img_size=True, dynamic_img_pad=True,
+                drop_path_rate=drop_path,
+            )  # fmt: skip
+            self.feature_dim = embed_dim
+
+        def freeze_patch_embed(self) -> None:
+            """MoCo v3's stability fix (Chen et al., 2021, sec. 5): the random patch projection is never trained."""
+            for p in self.patch_embed.parameters():
+                p.requires_grad_(False)
+
+    return ViT
+
+
+def _vit(embed_dim: int, heads: int, image_size: int, drop_path: float) -> nn.Module:
+    """A ViT backbone (`vit_class`).
+
+    >>> vit = _vit(192, 3, 32, 0.0)
     >>> vit(torch.zeros(2, 3, 32, 32)).shape, vit(torch.zeros(2, 3, 16, 16)).shape
     (torch.Size([2, 192]), torch.Size([2, 192]))
     """
-
-    no_weight_decay = ("pos_embed", "cls_token")  # parameter names that AdamW's decay leaves alone (DINO, MoCo v3)
-
-    def __init__(self, embed_dim: int, heads: int, image_size: int, drop_path: float = 0.0) -> None:
-        super().__init__()
-        from timm.models.vision_transformer import VisionTransformer
-
-        patch = 4 if image_size <= SMALL_IMAGE_MAX else 16
-        if image_size % patch:
-            raise UsageError(f"image size {image_size} is not a multiple of the ViT patch size {patch}")
-        self.vit = VisionTransformer(
-            img_size=image_size, patch_size=patch, embed_dim=embed_dim, depth=12, num_heads=heads,
-            num_classes=0, global_pool="token", dynamic_img_size=True, dynamic_img_pad=True,
-            drop_path_rate=drop_path,
-        )  # fmt: skip
-        self.feature_dim = embed_dim
-
-    def freeze_patch_embed(self) -> None:
-        """MoCo v3's stability fix (Chen et al., 2021, sec. 5): the random patch projection is never trained."""
-        for p in self.vit.patch_embed.parameters():
-            p.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vit(x)
+    return vit_class()(embed_dim, heads, image_size, drop_path)
 
 
 BACKBONES = Registry[Callable[[int, float], nn.Module]]("backbone")  # name -> builder(image_size, drop_path)
 BACKBONES.add("resnet_tiny", lambda size, _: TinyResNet(image_size=size))
 BACKBONES.add("resnet18", lambda size, _: _torchvision_resnet(resnet18, size))
 BACKBONES.add("resnet50", lambda size, _: _torchvision_resnet(resnet50, size))
-BACKBONES.add("vit_tiny", lambda size, drop: ViT(192, 3, size, drop))
-BACKBONES.add("vit_small", lambda size, drop: ViT(384, 6, size, drop))
-BACKBONES.add("vit_base", lambda size, drop: ViT(768, 12, size, drop))
+BACKBONES.add("vit_tiny", lambda size, drop: _vit(192, 3, size, drop))
+BACKBONES.add("vit_small", lambda size, drop: _vit(384, 6, size, drop))
+BACKBONES.add("vit_base", lambda size, drop: _vit(768, 12, size, drop))
 
 
 def build_backbone(name: str, image_size: int, drop_path: float = 0.0) -> Backbone:
