@@ -120,24 +120,25 @@ def build_optimizer(
         base_lr = (g.lr if g.lr is not None else lr) * batch_size / 256
         wd = weight_decay if g.weight_decay is None else g.weight_decay
         common = {"name": g.name, "lr": base_lr, "base_lr": base_lr, "fixed_lr": g.fixed_lr}
+        decay = {"weight_decay": wd, "base_weight_decay": wd}
+        no_decay_group = {"weight_decay": 0.0, "base_weight_decay": 0.0}
         if name == "adamw":
             skip = no_decay or set()
             decayed = [p for p in g.params if id(p) not in skip]
             undecayed = [p for p in g.params if id(p) in skip]
             if decayed:
-                torch_groups.append({**common, "params": decayed, "weight_decay": wd, "base_weight_decay": wd})
+                torch_groups.append({**common, "params": decayed, **decay})
             if undecayed:
-                torch_groups.append({**common, "params": undecayed, "weight_decay": 0.0, "base_weight_decay": 0.0})
-            continue
-        if name == "lars":  # biases and norm weights: no adaptation, no weight decay
+                torch_groups.append({**common, "params": undecayed, **no_decay_group})
+        elif name == "lars":  # biases and norm weights: no adaptation, no weight decay
             matrices = [p for p in g.params if p.ndim > 1]
             vectors = [p for p in g.params if p.ndim <= 1]
             if matrices:
-                torch_groups.append({**common, "params": matrices, "weight_decay": wd, "lars_adapt": True})
+                torch_groups.append({**common, "params": matrices, **decay, "lars_adapt": True})
             if vectors:
-                torch_groups.append({**common, "params": vectors, "weight_decay": 0.0, "lars_adapt": False})
+                torch_groups.append({**common, "params": vectors, **no_decay_group, "lars_adapt": False})
         elif g.params:
-            torch_groups.append({**common, "params": g.params, "weight_decay": wd})
+            torch_groups.append({**common, "params": g.params, **decay})
     if name == "adamw":
         return torch.optim.AdamW(torch_groups, lr=lr, weight_decay=weight_decay, **_sgd_impl(torch_groups))
     if name == "lars":
@@ -178,8 +179,7 @@ def weight_decay_at(start: float, end: float, fraction: float) -> float:
     return round(end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction)))), 12)
 
 
-def set_weight_decay(optimizer: Optimizer, start: float, value: float) -> None:
-    """Scale each group's weight decay by `value / start` (undecayed groups stay at 0)."""
+def set_weight_decay(optimizer: Optimizer, factor: float) -> None:
+    """Each group's weight decay: its `base_weight_decay` times `factor` (undecayed groups stay at 0)."""
     for group in optimizer.param_groups:
-        base = group.get("base_weight_decay", group["weight_decay"])
-        group["weight_decay"] = base * value / start if start else base
+        group["weight_decay"] = group["base_weight_decay"] * factor

@@ -299,7 +299,7 @@ class TrainingRun:
         set_lr(self.optimizer, lr_factor(progress.step, self.warmup_steps, progress.total_steps))
         if self.cfg.weight_decay_end is not None:
             decay = weight_decay_at(self.cfg.weight_decay, self.cfg.weight_decay_end, progress.fraction)
-            set_weight_decay(self.optimizer, self.cfg.weight_decay, decay)
+            set_weight_decay(self.optimizer, decay / self.cfg.weight_decay)  # weight_decay > 0: checked by config
         autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         with autocast:
             out = self.model(views, progress)
