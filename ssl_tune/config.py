@@ -1,7 +1,8 @@
 """The run configuration: one validated pydantic model, built from defaults, a YAML file, flags and --set.
 
-Precedence, lowest first: the model's defaults, the method's `train_defaults`, the YAML file, the
-CLI flags, then `--set key=value` overrides (dotted keys reach nested sections).
+Precedence, lowest first: the model's defaults, the method's recipe (`train_defaults`, and over them its
+`vit_defaults` when the backbone is a ViT), the YAML file, the CLI flags, then `--set key=value` overrides
+(dotted keys reach nested sections).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from ssl_tune.data import DATASETS
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS, get_method
-from ssl_tune.models.backbones import BACKBONES
+from ssl_tune.models.backbones import BACKBONES, is_vit
 from ssl_tune.settings import Settings
 from ssl_tune.views import AugmentConfig
 
@@ -135,10 +136,13 @@ class TrainConfig(Settings):
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs:g}) exceeds epochs ({self.epochs}): set warmup_epochs to at most"
+                f" {self.epochs} (a ViT recipe warms up over its paper's schedule)"
+            )
         if self.weight_decay_end is not None and self.weight_decay == 0:
             raise ValueError("weight_decay_end schedules from weight_decay, which is 0: set weight_decay > 0")
-        if self.drop_path and not self.backbone.startswith("vit"):
+        if self.drop_path and not is_vit(self.backbone):
             raise ValueError(f"drop_path applies to the ViT backbones, not to '{self.backbone}'")
         if self.data_placement == "streamed_shards" and self.dataset != "parquet":
             raise ValueError(f"data_placement streamed_shards needs dataset 'parquet' (not '{self.dataset}')")
@@ -259,7 +263,8 @@ def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
         raise UsageError(f"config key 'method': must be a method name (got {method!r})")
     if method not in METHODS:
         raise UsageError(f"config key 'method': {METHODS.unknown(method)}")
-    merged = deep_merge(METHODS.get(method).train_defaults, merged)
+    backbone = merged.get("backbone", TrainConfig.model_fields["backbone"].default)
+    merged = deep_merge(method_recipe(method, backbone), merged)
     _reject_bad_sections(merged)
     try:
         cfg = TrainConfig.model_validate(merged)
@@ -267,6 +272,15 @@ def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
         raise UsageError(describe_validation_error(err)) from None
     _reject_huge_numbers(cfg.to_yaml_dict())
     return cfg
+
+
+def method_recipe(method: str, backbone: Any) -> dict[str, Any]:
+    """The method's defaults for the run's keys: its `train_defaults`, with its `vit_defaults` over them when
+    `backbone` names a ViT (MoCo v3's and DINO's papers train ViTs with AdamW, not LARS)."""
+    cls = METHODS.get(method)
+    if isinstance(backbone, str) and is_vit(backbone):
+        return deep_merge(cls.train_defaults, cls.vit_defaults)
+    return dict(cls.train_defaults)
 
 
 def _reject_huge_numbers(values: Mapping[str, Any], prefix: str = "") -> None:

@@ -11,7 +11,7 @@ torch.distributed is initialised, they gather or all-reduce across ranks (with g
     torch.Size([])
 """
 
-from ssl_tune.losses.clustering import dino, mean_entropy, sinkhorn, swav
+from ssl_tune.losses.clustering import dino, mean_entropy, sinkhorn, swav, update_center_
 from ssl_tune.losses.contrastive import moco_v3_contrastive, nt_xent
 from ssl_tune.losses.redundancy import barlow_twins, vicreg
 from ssl_tune.losses.similarity import byol, negative_cosine
@@ -26,5 +26,6 @@ __all__ = [
     "nt_xent",
     "sinkhorn",
     "swav",
+    "update_center_",
     "vicreg",
 ]

@@ -84,6 +84,25 @@ def dino(
     return total / pairs
 
 
+@torch.no_grad()
+def update_center_(center: torch.Tensor, teacher_outputs: torch.Tensor, momentum: float) -> None:
+    """DINO's centre, in place: center (1, K) <- m·center + (1 - m)·(mean of teacher_outputs (N, K) over the
+    batch of every rank). https://arxiv.org/abs/2104.14294, eq. 4.
+
+    >>> center = torch.zeros(1, 2)
+    >>> update_center_(center, torch.tensor([[1.0, 3.0], [3.0, 1.0]]), momentum=0.9)
+    >>> center
+    tensor([[0.2000, 0.2000]])
+    """
+    batch_sum = teacher_outputs.float().sum(dim=0, keepdim=True)
+    count = teacher_outputs.shape[0]
+    _, world_size = rank_and_size()
+    if world_size > 1:
+        dist.all_reduce(batch_sum)
+        count *= world_size
+    center.mul_(momentum).add_(batch_sum / count, alpha=1 - momentum)
+
+
 def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of the batch-mean distribution: log K when K outputs are used equally, 0 when one is."""
     mean = probs.detach().float().mean(dim=0)

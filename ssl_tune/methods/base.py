@@ -29,6 +29,10 @@ class Progress:
         """Share of training done, in [0, 1]."""
         return self.step / max(1, self.total_steps)
 
+    def warmed_up(self, warmup_steps: float) -> float:
+        """Share of a linear warm-up of `warmup_steps` done, in [0, 1] (1 without a warm-up)."""
+        return 1.0 if warmup_steps <= 0 else min(self.step / warmup_steps, 1.0)
+
 
 @dataclass
 class StepOutput:
@@ -77,12 +81,14 @@ class Method(nn.Module):
     """An SSL method: backbone, heads, views, parameter groups, EMA pairs and loss.
 
     Subclasses set `name`, `Params` and `train_defaults` (defaults for the run's keys such as `lr`,
-    `optimizer` or `augment`), build their heads in `__init__`, and implement `forward`.
+    `optimizer`, `augment` or `method_params`), build their heads in `__init__`, and implement `forward`.
+    `vit_defaults` is the method's ViT recipe, merged over `train_defaults` when the backbone is a ViT.
     """
 
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
     train_defaults: ClassVar[dict[str, Any]] = {}
+    vit_defaults: ClassVar[dict[str, Any]] = {}
     sync_batchnorm: ClassVar[bool] = True  # convert BN to SyncBN under multi-GPU DDP
 
     def __init__(self, backbone: nn.Module, params: MethodParams) -> None:

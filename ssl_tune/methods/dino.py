@@ -3,23 +3,22 @@
 Sources (solo = solo-learn's scripts/pretrain/cifar/dino.yaml and solo/methods/dino.py): LARS with lr 0.3 at
 batch 256, wd 1e-6 (solo); a 2048-256 head onto 4096 prototypes, weight-normalised last layer frozen for the
 first epoch, teacher momentum 0.9995 -> 1, student τ 0.1, teacher τ 0.07 (solo); centre momentum 0.9 and
-per-parameter gradient clipping at 3.0 (paper's recipe, official main_dino.py; solo's CIFAR recipe clips
-nothing). Views: solo's cifar asymmetric.yaml (two crops, saturation 0.2, solarize on the second global view
-only, as the paper's global_transfo2); local crops only when asked for (solo's cifar recipe has none).
-Deviations, unmeasured: the teacher τ warms up from 0.04 over the first 5 % of training (the paper warms up
-over 30 epochs; solo's CIFAR recipe has no warm-up); BN in the head's hidden layers (`head_bn`; solo's and
-the official default is False), which keeps short runs from collapsing.
+per-parameter gradient clipping at 3.0 (paper; official main_dino.py). Views: solo's cifar asymmetric.yaml;
+local crops only when asked for at <= 64 px. Deviations, unmeasured: the teacher τ warms up from 0.04 over
+the first 5 % of training (solo: none); BN in the head's hidden layers (`head_bn`), which keeps short runs
+from collapsing. ViT recipe (`vit_defaults`; official main_dino.py and its README's ViT-S/16 run): AdamW,
+lr 5e-4 x batch/256, weight decay 0.04 -> 0.4 (cosine), 100 epochs with 10 of warm-up, drop path 0.1,
+teacher τ 0.04 -> 0.07 over 30 epochs, momentum 0.996 -> 1, 65536 prototypes, no head BN, and 8 local crops
+(blur 0.5; DINO_CROPS). Prototype and teacher-logit layers run in float32 under bf16 (`heads.in_float32`).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from pydantic import Field
 from torch import nn
 
-from ssl_tune.distributed import rank_and_size
-from ssl_tune.losses import dino, mean_entropy
+from ssl_tune.losses import dino, mean_entropy, update_center_
 from ssl_tune.methods.base import Method, MethodParams, Progress, StepOutput, clip_grad_per_parameter_, register_method
 from ssl_tune.models.ema import cosine_momentum, frozen_copy
 from ssl_tune.models.heads import DINOHead
@@ -34,6 +33,7 @@ class DINOParams(MethodParams):
     teacher_temperature: float = Field(0.07, gt=0, le=10, description="after the warm-up")
     warmup_teacher_temperature: float = Field(0.04, gt=0, le=10)
     warmup_teacher_temperature_share: float = Field(0.05, ge=0, le=1, description="share of training")
+    warmup_teacher_temperature_epochs: float | None = Field(None, ge=0, le=1e5, description="replaces the share")
     base_tau: float = Field(0.9995, ge=0, le=1, description="teacher EMA momentum at the start")
     final_tau: float = Field(1.0, ge=0, le=1)
     center_momentum: float = Field(0.9, ge=0, le=1)
@@ -49,6 +49,10 @@ class DINO(Method):
     Params = DINOParams
     train_defaults = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-6, "warmup_epochs": 1,
                       "augment": {"saturation": 0.2}}  # fmt: skip
+    vit_defaults = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.04, "weight_decay_end": 0.4,
+                    "epochs": 100, "warmup_epochs": 10, "drop_path": 0.1, "augment": {"blur_prob": 0.5},
+                    "method_params": {"base_tau": 0.996, "num_prototypes": 65536, "head_bn": False,
+                                      "warmup_teacher_temperature_epochs": 30}}  # fmt: skip
 
     def __init__(self, backbone: nn.Module, params: DINOParams) -> None:
         super().__init__(backbone, params)
@@ -62,12 +66,12 @@ class DINO(Method):
         return multi_crop(augment, image_size, asymmetric=True, paper=DINO_CROPS)
 
     def teacher_temperature(self, progress: Progress) -> float:
-        p = self.params
-        warmup_steps = p.warmup_teacher_temperature_share * progress.total_steps
-        if progress.step >= warmup_steps:
-            return p.teacher_temperature
-        share = progress.step / warmup_steps
-        return p.warmup_teacher_temperature + share * (p.teacher_temperature - p.warmup_teacher_temperature)
+        """Linear warm-up from `warmup_teacher_temperature`, then constant (main_dino.py's schedule)."""
+        p, t0 = self.params, self.params.warmup_teacher_temperature
+        steps = p.warmup_teacher_temperature_share * progress.total_steps
+        if p.warmup_teacher_temperature_epochs is not None:
+            steps = p.warmup_teacher_temperature_epochs * progress.steps_per_epoch
+        return t0 + progress.warmed_up(steps) * (p.teacher_temperature - t0)
 
     def forward(self, views: list[torch.Tensor], progress: Progress) -> StepOutput:
         p = self.params
@@ -81,20 +85,8 @@ class DINO(Method):
         with torch.no_grad():
             probs = torch.softmax((teacher[0].float() - center) / t_temp, dim=1)
             if p.use_centering:
-                self._update_center(torch.cat(teacher))
+                update_center_(self.center, torch.cat(teacher), p.center_momentum)
         return StepOutput(loss=loss, embedding=hidden[0], extras={"teacher_entropy": mean_entropy(probs)})
-
-    @torch.no_grad()
-    def _update_center(self, teacher_output: torch.Tensor) -> None:
-        """center <- m·center + (1 - m)·(batch mean of the teacher outputs, over all ranks)."""
-        batch_sum = teacher_output.float().sum(dim=0, keepdim=True)
-        count = teacher_output.shape[0]
-        _, world_size = rank_and_size()
-        if world_size > 1:
-            dist.all_reduce(batch_sum)
-            count *= world_size
-        m = self.params.center_momentum
-        self.center.mul_(m).add_(batch_sum / count, alpha=1 - m)
 
     def before_optimizer_step(self, progress: Progress) -> None:
         clip_grad_per_parameter_([*self.backbone.parameters(), *self.head.parameters()], self.params.clip_grad)

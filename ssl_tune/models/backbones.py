@@ -127,6 +127,11 @@ BACKBONES.add("vit_small", lambda size, drop: _vit(384, 6, size, drop))
 BACKBONES.add("vit_base", lambda size, drop: _vit(768, 12, size, drop))
 
 
+def is_vit(name: str) -> bool:
+    """Whether backbone `name` is a ViT (drop path, the methods' ViT recipes)."""
+    return name.startswith("vit")
+
+
 def build_backbone(name: str, image_size: int, drop_path: float = 0.0) -> Backbone:
     """A backbone whose forward returns (N, feature_dim) features. Raises UsageError for an unknown name.
     `drop_path` reaches the ViTs (the run config refuses it for the others)."""

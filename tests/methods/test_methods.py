@@ -127,3 +127,18 @@ def test_dino_teacher_temperature_warms_up_and_last_layer_is_frozen_in_epoch_one
     method.before_optimizer_step(Progress(0, 0, 10, 100))
     assert all(p.grad is None for p in method.head.last_layer.parameters())
     assert any(p.grad is not None for p in method.head.mlp.parameters())
+
+
+def test_dino_vit_recipe_warms_the_teacher_temperature_up_over_30_epochs():
+    """DINO's README run for ViT-S/16: teacher τ 0.04 -> 0.07 linearly over 30 epochs, then constant."""
+    from ssl_tune.methods.base import Progress
+    from ssl_tune.models.backbones import build_backbone
+
+    cfg = build_config({"method": "dino", "backbone": "vit_tiny"})
+    cls = METHODS["dino"]
+    method = cls(build_backbone("resnet_tiny", 32), cls.Params(**{**cfg.method_params, **small_params("dino")}))
+    steps_per_epoch, total = 10, cfg.epochs * 10
+    temps = [
+        method.teacher_temperature(Progress(e, e * steps_per_epoch, steps_per_epoch, total)) for e in (0, 15, 30, 99)
+    ]
+    assert temps == pytest.approx([0.04, 0.055, 0.07, 0.07])

@@ -140,6 +140,7 @@ RECIPES: dict[str, dict[str, tuple]] = {
         "params.proj_hidden_dim": (4096, SOLO + "mocov3.yaml"),
         "params.proj_output_dim": (256, SOLO + "mocov3.yaml"),
         "params.pred_hidden_dim": (4096, SOLO + "mocov3.yaml"),
+        "params.proj_layers": (2, "solo-learn solo/methods/mocov3.py (Linear-BN-ReLU-Linear-BN)"),
         "params.temperature": (0.2, SOLO + "mocov3.yaml"),
         "params.base_tau": (0.99, SOLO + "mocov3.yaml (momentum.base_tau)"),
         "params.final_tau": (1.0, SOLO + "mocov3.yaml (momentum.final_tau)"),
@@ -157,6 +158,7 @@ RECIPES: dict[str, dict[str, tuple]] = {
         "params.teacher_temperature": (0.07, "solo-learn solo/methods/dino.py (teacher_temperature default)"),
         "params.warmup_teacher_temperature": (0.04, "solo-learn solo/methods/dino.py; DINO paper"),
         "params.warmup_teacher_temperature_share": (0.05, "ours: the paper warms up over 30 epochs; solo none"),
+        "params.warmup_teacher_temperature_epochs": (None, "ours: the share above (the ViT recipe: 30 epochs)"),
         "params.freeze_last_layer_epochs": (1, "solo-learn solo/methods/dino.py (freeze_last_layer default)"),
         "params.center_momentum": (0.9, "DINO paper; official main_dino.py"),
         "params.clip_grad": (3.0, "DINO official main_dino.py (--clip_grad 3.0); solo-learn's default 0"),
@@ -190,11 +192,69 @@ RECIPES: dict[str, dict[str, tuple]] = {
 }
 
 
-def _actual(method: str) -> dict:
-    cfg = build_config({"method": method})
+MOCO_V3 = "moco-v3 CONFIG.md (ViT-Small: --optimizer=adamw --lr=1.5e-4 --weight-decay=.1 --warmup-epochs=40)"
+MOCO_V3_CODE = "moco-v3 moco/builder.py (MoCo_ViT: _build_mlp(3, ...) projector, _build_mlp(2, ...) predictor)"
+DINO_MAIN = "dino main_dino.py defaults (vit_small)"
+DINO_README = "dino README.md (ViT-S/16 300 epochs: --teacher_temp 0.07 --warmup_teacher_temp_epochs 30)"
+
+VIT_RECIPES: dict[str, dict[str, tuple]] = {
+    "mocov3": {
+        "optimizer": ("adamw", MOCO_V3),
+        "lr": (1.5e-4, MOCO_V3 + "; lr = blr x batch/256 (main_moco.py)"),
+        "weight_decay": (0.1, MOCO_V3),
+        "weight_decay_end": (None, MOCO_V3 + " (constant)"),
+        "epochs": (300, MOCO_V3 + " (--epochs=300)"),
+        "warmup_epochs": (40, MOCO_V3),
+        "drop_path": (0.0, "moco-v3 vits.py (no drop path)"),
+        "params.proj_layers": (3, MOCO_V3_CODE),
+        "params.proj_hidden_dim": (4096, MOCO_V3_CODE + " (--moco-mlp-dim 4096)"),
+        "params.proj_output_dim": (256, MOCO_V3_CODE + " (--moco-dim 256)"),
+        "params.pred_hidden_dim": (4096, MOCO_V3_CODE),
+        "params.temperature": (0.2, MOCO_V3 + " (--moco-t=.2)"),
+        "params.base_tau": (0.99, "moco-v3 main_moco.py (--moco-m 0.99)"),
+        "params.final_tau": (1.0, MOCO_V3 + " (--moco-m-cos)"),
+        "params.freeze_patch_embed": (True, MOCO_V3 + " (--stop-grad-conv1); paper sec. 5"),
+        "views": (2, "moco-v3 main_moco.py (augmentation1, augmentation2)"),
+        "view0.blur_prob": (1.0, "moco-v3 main_moco.py (augmentation1: blur p 1.0)"),
+        "view1.blur_prob": (0.1, "moco-v3 main_moco.py (augmentation2: blur p 0.1)"),
+        "view1.solarize_prob": (0.2, "moco-v3 main_moco.py (augmentation2: solarize p 0.2)"),
+        "view0.saturation": (0.2, "moco-v3 main_moco.py (ColorJitter(0.4, 0.4, 0.2, 0.1))"),
+    },
+    "dino": {
+        "optimizer": ("adamw", DINO_MAIN),
+        "lr": (5e-4, DINO_MAIN + "; lr x batch/256"),
+        "weight_decay": (0.04, DINO_MAIN),
+        "weight_decay_end": (0.4, DINO_MAIN),
+        "epochs": (100, DINO_MAIN),
+        "warmup_epochs": (10, DINO_MAIN),
+        "drop_path": (0.1, DINO_MAIN + " (--drop_path_rate 0.1)"),
+        "params.num_prototypes": (65536, DINO_MAIN + " (--out_dim 65536)"),
+        "params.head_bn": (False, DINO_MAIN + " (--use_bn_in_head False)"),
+        "params.base_tau": (0.996, DINO_MAIN + " (--momentum_teacher 0.996)"),
+        "params.final_tau": (1.0, "DINO paper sec. 3.1 (cosine to 1)"),
+        "params.teacher_temperature": (0.07, DINO_README),
+        "params.warmup_teacher_temperature": (0.04, DINO_MAIN),
+        "params.warmup_teacher_temperature_epochs": (30, DINO_README),
+        "params.student_temperature": (0.1, DINO_MAIN),
+        "params.clip_grad": (3.0, DINO_MAIN),
+        "params.freeze_last_layer_epochs": (1, DINO_MAIN),
+        "views": (10, DINO_MAIN + " (2 global + --local_crops_number 8)"),
+        "view0.scale": ((0.4, 1.0), DINO_MAIN + " (--global_crops_scale 0.4 1)"),
+        "view0.blur_prob": (1.0, "dino main_dino.py DataAugmentationDINO (global_transfo1)"),
+        "view1.blur_prob": (0.1, "dino main_dino.py DataAugmentationDINO (global_transfo2)"),
+        "view1.solarize_prob": (0.2, "dino main_dino.py DataAugmentationDINO (global_transfo2)"),
+        "view2.size": (96, "dino main_dino.py DataAugmentationDINO (local crops 96 px)"),
+        "view2.scale": ((0.05, 0.4), DINO_MAIN + " (--local_crops_scale 0.05 0.4)"),
+        "view2.blur_prob": (0.5, "dino main_dino.py DataAugmentationDINO (local_transfo: blur p 0.5)"),
+    },
+}
+
+
+def _actual(method: str, backbone: str = "resnet_tiny", image_size: int = 32) -> dict:
+    cfg = build_config({"method": method, "backbone": backbone})
     cls = METHODS[method]
     instance = cls(build_backbone("resnet_tiny", 32), cls.Params(**small_params(method)))
-    specs = [s for s in instance.view_specs(cfg.augment, 32) for _ in range(s.count)]
+    specs = [s for s in instance.view_specs(cfg.augment, image_size) for _ in range(s.count)]
     values = {k: v for k, v in cfg.to_yaml_dict().items() if not isinstance(v, dict)}
     values |= {f"params.{k}": v for k, v in cfg.method_params.items()}
     values["views"] = len(specs)
@@ -217,6 +277,24 @@ def test_defaults_and_views_match_their_sources(method):
     }
     assert not wrong, wrong
     assert all(source for _, source in RECIPES[method].values())
+
+
+@pytest.mark.parametrize("method", sorted(VIT_RECIPES))
+def test_vit_recipes_match_their_papers_official_code(method):
+    """On a ViT backbone the method's `vit_defaults` apply (224 px views); a ResNet keeps the CIFAR recipe."""
+    actual = _actual(method, "vit_small", 224)
+    wrong = {
+        key: {"expected": value, "actual": actual.get(key, "<missing>"), "source": source}
+        for key, (value, source) in VIT_RECIPES[method].items()
+        if actual.get(key, "<missing>") != pytest.approx(value)
+    }
+    assert not wrong, wrong
+
+
+def test_a_users_settings_override_the_vit_recipe():
+    cfg = build_config({"method": "dino", "backbone": "vit_tiny"}, {"lr": 1e-3, "method_params": {"head_bn": True}})
+    assert (cfg.lr, cfg.optimizer, cfg.method_params["head_bn"], cfg.weight_decay_end) == (1e-3, "adamw", True, 0.4)
+    assert build_config({"method": "dino", "backbone": "resnet18"}).optimizer == "lars"
 
 
 def test_every_method_parameter_has_a_cited_default():
