@@ -42,3 +42,25 @@ def test_all_yaml_draws_each_methods_parameters_only_with_that_method():
         assert cfg.method == method
         study.tell(trial, 0.0)
     assert len(seen) >= 6
+
+
+VIT_SPACES = [p for p in SPACES if "_vit" in p.stem]
+
+
+@pytest.mark.parametrize("path", VIT_SPACES, ids=[p.stem for p in VIT_SPACES])
+def test_vit_spaces_start_from_the_vit_recipe_and_keep_dinos_teacher_temperature_at_most_0_07(path):
+    from ssl_tune.models.backbones import build_backbone
+
+    space = load_space(path)
+    cfg = space.train_config(space.default_point())  # the default trial: the method's ViT recipe
+    assert (cfg.optimizer, cfg.backbone.startswith("vit")) == ("adamw", True)
+    assert cfg.lr == {"dino": 5e-4, "mocov3": 1.5e-4}[cfg.method]
+    if cfg.method == "dino":
+        assert space.params["method_params.teacher_temperature"].high <= 0.07  # DINO: unstable above
+        assert cfg.method_params["warmup_teacher_temperature_epochs"] == 30
+    if cfg.dataset == "cifar10":  # CIFAR scale: 4 px patches at 32 px
+        assert build_backbone(cfg.backbone, 32).patch_embed.patch_size == (4, 4)
+
+
+def test_there_are_vit_spaces_at_imagenet_and_cifar_scale():
+    assert {p.stem for p in VIT_SPACES} == {"dino_vit", "dino_vit_cifar", "mocov3_vit", "mocov3_vit_cifar"}
