@@ -187,6 +187,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
     print()
     print("\n".join(result.summary))
     print(f"{result.trials} trials, {result.errors} errors, in {result.sweep_dir}")
+    if result.out_of_memory:
+        print(
+            f"{result.out_of_memory} trials ran out of device memory and were not retried: lower batch_size or pack"
+            " fewer trials per GPU (sweep.gpus_per_trial); each trial's log has its batch and packing"
+        )
     print("next:")
     print(f"  tensorboard --logdir {result.sweep_dir}")
     print(f"  ssl-tune export --sweep {result.sweep_dir} --out best/")

@@ -19,6 +19,7 @@ SELECTION_METRICS = (VAL_KNN, RANKME)  # what a sweep may select on (ASHA, Optun
 SELECTION_METRIC, SELECTION_MODE = VAL_KNN, "max"  # the default; both metrics are maximised
 EPOCH = "epoch"
 STATUS = "status"
+STOP_REASON = "stop_reason"  # a run's last report: why it stopped, in one line (out of device memory)
 
 
 class TrialStatus(str, Enum):
@@ -27,6 +28,7 @@ class TrialStatus(str, Enum):
     OK = "ok"
     DIVERGED = "diverged"  # a NaN or infinite loss
     COLLAPSED = "collapsed"  # the embedding std ratio fell below `collapse_std_threshold`
+    OUT_OF_MEMORY = "out_of_memory"  # the device ran out of memory: a retry would too, so none is made
     COMPLETED = "completed"  # ran all its epochs
     STOPPED = "stopped"  # stopped early by ASHA: a normal end
     ERROR = "error"  # raised, after its retries

@@ -48,6 +48,26 @@ from ssl_tune.views import ViewGenerator
 CHECKPOINT_FORMAT = 1
 
 
+def out_of_memory_message(cfg: TrainConfig, world_size: int, gpu_share: float) -> str:
+    """The one line a run that ran out of device memory ends with: its batch, and how it shares its GPU
+    (`gpu_share`: the GPUs each worker holds, e.g. 0.25 when a sweep packs 4 trials on one GPU).
+
+    >>> cfg = TrainConfig(batch_size=512, backbone="vit_small")
+    >>> out_of_memory_message(cfg, 1, 0.25)  # doctest: +ELLIPSIS
+    'out of device memory at batch_size 512 (512 images per worker, vit_small, 4 trials packed per GPU): lower...'
+    """
+    per_worker = cfg.batch_size // world_size
+    packed = 0 < gpu_share < 1
+    packing = (
+        f"{round(1 / gpu_share)} trials packed per GPU" if packed else "a GPU to itself" if gpu_share else "no GPU"
+    )
+    advice = "lower batch_size or pack fewer trials per GPU (sweep.gpus_per_trial)" if packed else "lower batch_size"
+    return (
+        f"out of device memory at batch_size {cfg.batch_size} ({per_worker} images per worker, {cfg.backbone},"
+        f" {packing}): {advice}; not retried, as the same batch would fail again"
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("device 'cuda' was asked for but no CUDA GPU is visible")
@@ -330,16 +350,23 @@ class TrainingRun:
         extras: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
         steps = 0  # steps_per_epoch, or fewer when streamed images were skipped as corrupt (equal on all ranks)
-        for i, images in enumerate(source):
-            step = (epoch - 1) * self.steps_per_epoch + i
-            progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
-            out = self.train_step(self.views(images, gen), progress)
-            sums += torch.stack([out.loss.detach().double(), embedding_std(out.embedding).double()])
-            for k, v in out.extras.items():
-                extras[k] = extras.get(k, 0) + v.detach().double()
-            steps += 1
-            if on_step:
-                on_step(i)
+        try:
+            for i, images in enumerate(source):
+                step = (epoch - 1) * self.steps_per_epoch + i
+                progress = Progress(epoch - 1, step, self.steps_per_epoch, self.total_steps)
+                out = self.train_step(self.views(images, gen), progress)
+                sums += torch.stack([out.loss.detach().double(), embedding_std(out.embedding).double()])
+                for k, v in out.extras.items():
+                    extras[k] = extras.get(k, 0) + v.detach().double()
+                steps += 1
+                if on_step:
+                    on_step(i)
+        except torch.OutOfMemoryError:
+            out_of_memory = True  # handled below, once the exception's frames (and their tensors) are released
+        else:
+            out_of_memory = False
+        if out_of_memory:
+            return self._end_out_of_memory(epoch)
         if self.dist.world_size > 1:
             packed = torch.cat([sums, torch.stack(list(extras.values()))]) if extras else sums
             torch_dist.all_reduce(packed)
@@ -378,6 +405,26 @@ class TrainingRun:
             status=status,
             extras={k: float(v) / max(steps, 1) for k, v in extras.items()},
             **values,
+        )
+        self.history.append(metrics)
+        return metrics
+
+    def _end_out_of_memory(self, epoch: int) -> EpochMetrics:
+        """The device ran out of memory mid-epoch: free what the step held and end the run as OUT_OF_MEMORY,
+        with NaN metrics (a searcher tells Optuna the trial failed). The same batch would fail again, so the
+        run is not retried; `out_of_memory_message` says what to change."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.epoch = epoch
+        metrics = EpochMetrics(
+            epoch=epoch,
+            lr=self.optimizer.param_groups[0]["lr"],
+            epoch_time_s=0.0,
+            eval_time_s=0.0,
+            images_per_s=0.0,
+            status=TrialStatus.OUT_OF_MEMORY,
+            **dict.fromkeys(self.evaluate_names(), float("nan")),
         )
         self.history.append(metrics)
         return metrics

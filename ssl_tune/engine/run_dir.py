@@ -26,7 +26,7 @@ from ssl_tune.config import TrainConfig
 from ssl_tune.data.streaming import quiet_ray
 from ssl_tune.data.training import TrainingData, open_training_data
 from ssl_tune.engine.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
-from ssl_tune.engine.run import TrainingRun
+from ssl_tune.engine.run import TrainingRun, out_of_memory_message
 from ssl_tune.engine.runlog import SCALARS, TensorBoardLog, append_jsonl, format_epoch, rewrite_jsonl
 from ssl_tune.errors import Interrupted, TrainingStopped, UsageError
 from ssl_tune.metrics import EpochMetrics, TrialStatus, finite
@@ -131,7 +131,9 @@ def _train(
         for tracker_run in tracked:
             tracker_run.end(end_state.value)
     if run.stopped:
-        raise TrainingStopped(f"training stopped at epoch {run.epoch}: {run.history[-1].status}")
+        status = run.history[-1].status
+        why = out_of_memory_message(cfg, 1, 1.0) if status is TrialStatus.OUT_OF_MEMORY else status.value
+        raise TrainingStopped(f"training stopped at epoch {run.epoch}: {why}")
     atomic_write(out / "backbone.pt", lambda f: torch.save(run.method.backbone.state_dict(), f))
     return TrainResult(run.history[-1], out)
 

@@ -20,7 +20,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from ssl_tune.errors import first_line
-from ssl_tune.metrics import EPOCH, format_metric
+from ssl_tune.metrics import EPOCH, STOP_REASON, format_metric
 from ssl_tune.tune.recorder import trial_status
 
 
@@ -80,7 +80,7 @@ class TrialEvents(Callback):
         status = trial_status(last, failed, self.max_epochs)
         best = self._best.get(trial.trial_id)
         shown = f"  best {format_metric(self.metric, best)}" if best is not None else ""
-        why = f": {error_line(trial)}" if failed else ""
+        why = f": {error_line(trial)}" if failed else (f": {last[STOP_REASON]}" if STOP_REASON in last else "")
         self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")
 
     def _summary(self, trials: list[Trial]) -> None:
@@ -128,5 +128,5 @@ class ConfirmEvents(TrialEvents):
         status = trial_status(last, failed, self.max_epochs)
         numbers = [f"{label} {100 * v:.2f}%" for key, label in self.shown if isinstance(v := last.get(key), float)]
         shown = f"  {', '.join(numbers)}" if numbers else ""
-        why = f": {error_line(trial)}" if failed else ""
+        why = f": {error_line(trial)}" if failed else (f": {last[STOP_REASON]}" if STOP_REASON in last else "")
         self._print(f"{self._name(trial)} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_tune.errors import Interrupted
+from ssl_tune.metrics import TrialStatus
 from ssl_tune.storage import exists, is_uri, join, read_text, write_text
 from ssl_tune.tune.checks import CheckedSweep, SweepRequest, check_sweep
 from ssl_tune.tune.cluster import cluster_resources, concurrency, ray_cluster
@@ -32,6 +33,7 @@ class SweepResult:
     errors: int
     best: TrialRecord
     summary: list[str]  # epoch 0, the default recipe and the best trial, with the gains (SweepRecord.summary)
+    out_of_memory: int = 0  # trials that ran out of device memory (each not retried; its log says why)
 
 
 def run_sweep(request: SweepRequest) -> SweepResult:
@@ -118,7 +120,8 @@ def _summarize(results: Any, sweep_dir: str) -> SweepResult:
     """The best trial as `export` and `report` will see it: read back from the sweep's files."""
     record = load_sweep(sweep_dir)
     errors = sum(1 for r in results if r.error is not None)
-    return SweepResult(sweep_dir, len(results), errors, record.best(), record.summary())
+    oom = sum(1 for t in record.trials if t.status is TrialStatus.OUT_OF_MEMORY)
+    return SweepResult(sweep_dir, len(results), errors, record.best(), record.summary(), out_of_memory=oom)
 
 
 __all__ = ["SweepRequest", "SweepResult", "run_sweep"]

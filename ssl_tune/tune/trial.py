@@ -86,7 +86,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
     restarts. `final_eval`: after the last epoch, evaluate on the test split (`ssl-tune confirm`)."""
     data = open_training_data(cfg)
     if plan.in_process:
-        tune_trial_loop(cfg, data, plan.cpus_per_worker, plan.gpus_per_trial > 0, final_eval)
+        tune_trial_loop(cfg, data, plan.cpus_per_worker, plan.gpus_per_trial, final_eval)
         return
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -96,7 +96,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
         "config": cfg.to_yaml_dict(),
         "data": data,
         "threads": plan.cpus_per_worker,
-        "use_gpu": plan.gpus_per_trial > 0,
+        "gpus_per_worker": plan.worker_resources().get("GPU", 0.0),
         "final_eval": final_eval,
     }
     datasets = {}

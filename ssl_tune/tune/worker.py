@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -32,8 +33,8 @@ from ssl_tune.distributed import Distributed
 from ssl_tune.engine.checkpoint import TRIAL_CHECKPOINT as STATE_FILE
 from ssl_tune.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssl_tune.engine.evaluate import evaluate_backbone
-from ssl_tune.engine.run import TrainingRun
-from ssl_tune.metrics import EpochMetrics
+from ssl_tune.engine.run import TrainingRun, out_of_memory_message
+from ssl_tune.metrics import STOP_REASON, EpochMetrics, TrialStatus
 from ssl_tune.tune.devices import trial_device
 
 EVAL_PREFIX = "eval_"  # the final report's test-split numbers (`ssl-tune confirm`)
@@ -47,22 +48,22 @@ class Session:
     get_checkpoint: Callable[[], Any]  # -> ray.train.Checkpoint | None
 
 
-def tune_trial_loop(cfg: TrainConfig, data: TrainingData, threads: float, use_gpu: bool, final_eval: bool) -> None:
+def tune_trial_loop(cfg: TrainConfig, data: TrainingData, threads: float, gpus: float, final_eval: bool) -> None:
     """Train `cfg` on `data` inside the calling Tune function trial (a single-worker trial; a stream is iterated
-    here, without a TorchTrainer)."""
+    here, without a TorchTrainer). `gpus`: the trial's GPU share (0 = none)."""
     import ray.tune
 
     torch.set_num_threads(max(1, int(threads)))
     run = f"trial {ray.tune.get_context().get_trial_id()}"
-    device = trial_device(use_gpu, 0, run, lambda: torch.device("cuda"))
+    device = trial_device(gpus > 0, 0, run, lambda: torch.device("cuda"))
     session = Session(ray.tune.report, ray.tune.get_checkpoint)
-    run_epochs(cfg, data, session, Distributed(0, 1), device, None, final_eval)
+    run_epochs(cfg, data, session, Distributed(0, 1), device, None, final_eval, gpu_share=gpus)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """`train_loop_per_worker` for TorchTrainer (multi-worker trials). `loop_config` = {"config": TrainConfig
-    dict, "data": TrainingData (a stream is the trainer's "train" dataset), "threads": n, "use_gpu": bool,
-    "final_eval": bool}."""
+    dict, "data": TrainingData (a stream is the trainer's "train" dataset), "threads": n, "gpus_per_worker":
+    float (0 = none), "final_eval": bool}."""
     import ray.train
     import ray.train.torch
 
@@ -71,12 +72,14 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     dist = Distributed(context.get_world_rank(), context.get_world_size())
     run = f"{context.get_experiment_name()} rank {dist.rank}"
-    device = trial_device(bool(loop_config.get("use_gpu")), dist.rank, run, ray.train.torch.get_device)
+    gpu_share = float(loop_config.get("gpus_per_worker", 0.0))
+    device = trial_device(gpu_share > 0, dist.rank, run, ray.train.torch.get_device)
     session = Session(ray.train.report, ray.train.get_checkpoint)
     data: TrainingData = loop_config["data"]
     shard = ray.train.get_dataset_shard("train") if data.streamed else None
     final_eval = bool(loop_config.get("final_eval"))
-    run_epochs(cfg, data, session, dist, device, _ddp(dist, device), final_eval, stream_shard=shard)
+    wrap = _ddp(dist, device)
+    run_epochs(cfg, data, session, dist, device, wrap, final_eval, stream_shard=shard, gpu_share=gpu_share)
 
 
 def run_epochs(
@@ -89,9 +92,11 @@ def run_epochs(
     final_eval: bool,
     *,
     stream_shard: Any = None,
+    gpu_share: float = 0.0,
 ) -> None:
     """Restore the last checkpoint or report epoch 0, then report every epoch until the run is done. Epoch 0's
-    report also says where the trial's start-up went (`startup_*`, seconds; see `StartupTimes`).
+    report also says where the trial's start-up went (`startup_*`, seconds; see `StartupTimes`). A run that
+    runs out of device memory ends as OUT_OF_MEMORY, with one line saying why (`gpu_share`: this worker's GPUs).
 
     When `data` streams, the train split streams from its shards and only the eval subset is loaded here (a
     checkpoint is per epoch, so a trial killed mid-epoch resumes at its last complete one)."""
@@ -112,7 +117,11 @@ def run_epochs(
     else:
         _report(session, run, initial_metrics(run), extra=times.to_dict())
     while not run.done:
-        _report(session, run, run.train_epoch())
+        metrics, why = run.train_epoch(), None
+        if metrics.status is TrialStatus.OUT_OF_MEMORY:
+            why = {STOP_REASON: out_of_memory_message(cfg, dist.world_size, gpu_share)}
+            print(why[STOP_REASON], file=sys.stderr, flush=True)
+        _report(session, run, metrics, extra=why)
     if final_eval and not run.stopped:
         _report_final_eval(session, run, images, device)
 
@@ -228,7 +237,7 @@ def _ddp(dist: Distributed, device: torch.device):
     return wrap
 
 
-def _report(session: Session, run: TrainingRun, metrics: EpochMetrics, extra: dict[str, float] | None = None) -> None:
+def _report(session: Session, run: TrainingRun, metrics: EpochMetrics, extra: dict[str, Any] | None = None) -> None:
     """Every rank reports the same metrics (and `extra`); rank 0 attaches the checkpoint."""
     from ray.train import Checkpoint
 

@@ -23,8 +23,8 @@ from tests.helpers import small_params
 def _vit_run(method: str, **overrides) -> TrainingRun:
     cfg = build_config({
         "method": method, "backbone": "vit_tiny", "dataset": "synthetic", "train_subset": 32, "test_subset": 32,
-        "val_size": 16, "batch_size": 16, "epochs": 1, "warmup_epochs": 0, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.04,
-        "weight_decay_end": 0.4, "drop_path": 0.1, "precision": "fp32", "knn_k": 5,
+        "val_size": 16, "batch_size": 16, "epochs": 1, "warmup_epochs": 0, "optimizer": "adamw", "lr": 1e-3,
+        "weight_decay": 0.04, "weight_decay_end": 0.4, "drop_path": 0.1, "precision": "fp32", "knn_k": 5,
         "augment": {"num_local_crops": 2, "local_crop_size": 16},  # 16 px local crops: 16 patches, not 64
         "method_params": small_params(method), **overrides,
     })  # fmt: skip
