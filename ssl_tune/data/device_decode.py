@@ -13,6 +13,9 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from ssl_tune.data.imagefolder import fit_tensor
 
 _WHERE = re.compile(r"^\w+, \S+:\d+, ")  # torchvision's "decode_jpeg, <source file>:<line>, " prefix
+# a device decoder's memory failure: CUDA's message, or nvJPEG's NVJPEG_STATUS_ALLOCATOR_FAILURE (status 5), which
+# torchvision raises as a plain RuntimeError ("... failed: 5")
+_OUT_OF_MEMORY = re.compile(r"out of memory|ALLOCATOR_FAILURE|failed: 5\b", re.IGNORECASE)
 
 
 def decode_jpegs(
@@ -20,26 +23,54 @@ def decode_jpegs(
 ) -> tuple[torch.Tensor, list[tuple[int, str]]]:
     """JPEG bytes -> (uint8 (n, 3, size, size) on `device`: the images that decode, in order; (position in
     `data`, reason) of each one that does not). One batched decode call; one bad image fails it whole, and
-    then each image is decoded alone to find the bad ones."""
+    then each image is decoded alone to find the bad ones.
+
+    A device decoder's failure is never taken for a corrupt image: one that names memory is raised as
+    `torch.OutOfMemoryError` (the run ends as out of memory), and an image the device fails on for another
+    reason (a JPEG variant nvJPEG does not support) is decoded on the CPU instead. Only an image the CPU's
+    libjpeg cannot decode either is reported bad."""
     encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) if d else None for d in data]
     good = [i for i, t in enumerate(encoded) if t is not None]
     bad = [(i, "no image bytes") for i, t in enumerate(encoded) if t is None]
     decoded: list[torch.Tensor] = []
     if good:
         try:
-            decoded = decode_jpeg([encoded[i] for i in good], mode=ImageReadMode.RGB, device=device)  # type: ignore[misc]
-        except torch.OutOfMemoryError:
-            raise
-        except RuntimeError:
+            decoded = _decode([encoded[i] for i in good], device)  # type: ignore[misc]
+        except RuntimeError as err:
+            _raise_if_out_of_memory(err, device)
             decoded = []
             for i in good:
-                try:
-                    decoded.append(decode_jpeg(encoded[i], mode=ImageReadMode.RGB, device=device))  # type: ignore[arg-type]
-                except torch.OutOfMemoryError:
-                    raise
-                except RuntimeError as err:
-                    bad.append((i, _reason(err)))
+                image, reason = _decode_one(encoded[i], device)  # type: ignore[arg-type]
+                if image is None:
+                    bad.append((i, reason))
+                else:
+                    decoded.append(image)
     return fit_all(decoded, size, device), sorted(bad)
+
+
+def _decode(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+
+
+def _decode_one(encoded: torch.Tensor, device: torch.device) -> tuple[torch.Tensor | None, str]:
+    """(the image on `device`, "") or (None, why it is corrupt): the CPU has the last word on corruption."""
+    try:
+        return _decode([encoded], device)[0], ""
+    except RuntimeError as err:
+        _raise_if_out_of_memory(err, device)
+        if device.type == "cpu":
+            return None, _reason(err)
+    try:  # the device failed on it for a reason other than memory: libjpeg decides
+        return decode_jpeg(encoded, mode=ImageReadMode.RGB).to(device), ""
+    except RuntimeError as err:
+        return None, _reason(err)
+
+
+def _raise_if_out_of_memory(err: RuntimeError, device: torch.device) -> None:
+    if isinstance(err, torch.OutOfMemoryError):
+        raise err
+    if device.type != "cpu" and _OUT_OF_MEMORY.search(str(err)):
+        raise torch.OutOfMemoryError(f"decoding JPEGs on {device}: {_reason(err)}") from err
 
 
 def fit_all(images: list[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:

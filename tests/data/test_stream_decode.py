@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from ssl_tune.config import build_config
 from ssl_tune.data.device_decode import decode_jpegs
@@ -105,6 +106,50 @@ def test_decode_jpegs_matches_pil_and_finds_the_bad_images_of_a_batch():
     kept = [decode_image(d, SIZE).transpose(2, 0, 1) for d in (data[0], data[2], data[3])]
     assert np.array_equal(decoded.numpy(), np.stack(kept))
     assert decode_jpegs([b"\xff\xd8\xffjunk"], SIZE, torch.device("cpu"))[0].shape == (0, 3, SIZE, SIZE)
+
+
+def _jpegs(n: int) -> list[bytes]:
+    images, _ = generate(n, SIZE, seed=4)
+    out = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+@pytest.mark.parametrize("failure", ["nvjpegDecodeBatched failed: 5", "CUDA error: out of memory"])
+def test_a_device_decoders_memory_failure_is_out_of_memory_never_a_corrupt_image(failure, monkeypatch):
+    """nvJPEG reports an allocation failure as a plain RuntimeError (torchvision wraps its status). Simulated on
+    the meta device, as no GPU is here: the batch raises torch.OutOfMemoryError, with no image called bad."""
+    import ssl_tune.data.device_decode as device_decode
+
+    def device_out_of_memory(encoded, device):
+        raise RuntimeError(failure)
+
+    monkeypatch.setattr(device_decode, "_decode", device_out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError, match="decoding JPEGs on meta"):
+        decode_jpegs(_jpegs(3), SIZE, torch.device("meta"))
+
+
+def test_an_image_the_device_cannot_decode_is_decoded_on_the_cpu_and_only_a_cpu_failure_is_corrupt(monkeypatch):
+    """nvJPEG refuses some valid JPEGs (NVJPEG_STATUS_JPEG_NOT_SUPPORTED, status 4): libjpeg decodes those,
+    and only what libjpeg cannot decode is reported bad."""
+    import ssl_tune.data.device_decode as device_decode
+
+    data = _jpegs(3)
+    unsupported = data[1]
+    truncated = data[2][: len(data[2]) // 2]
+
+    def device_decoder(encoded, device):
+        if any(bytes(e.numpy()) in (unsupported, truncated) for e in encoded):
+            raise RuntimeError("nvjpegDecode failed: 4")
+        return [decode_jpeg(e, mode=ImageReadMode.RGB).to(device) for e in encoded]
+
+    monkeypatch.setattr(device_decode, "_decode", device_decoder)
+    decoded, bad = decode_jpegs([data[0], unsupported, truncated], SIZE, torch.device("meta"))
+    assert decoded.shape == (2, 3, SIZE, SIZE) and decoded.device.type == "meta"
+    assert bad == [(2, "Image is incomplete or truncated")]
 
 
 def test_a_png_pack_or_a_placement_that_does_not_stream_is_refused_in_one_line(jpeg_pack, tmp_path, capsys):
