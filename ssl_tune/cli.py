@@ -52,7 +52,9 @@ def _add_tracking(p: argparse.ArgumentParser) -> None:
         metavar="TRACKER",
         help="also track the runs in mlflow or wandb (repeatable; pip install 'ssl-tune[mlflow]' / '[wandb]')",
     )
-    p.add_argument("--mlflow-uri", help="MLflow tracking URI or folder (default $MLFLOW_TRACKING_URI, else ./mlruns)")
+    p.add_argument(
+        "--mlflow-uri", help="MLflow tracking URI or folder (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    )
     p.add_argument("--wandb-project", help="W&B project (default $WANDB_PROJECT, else ssl-tune)")
     p.add_argument("--wandb-entity", help="W&B entity (default $WANDB_ENTITY)")
 
