@@ -1,6 +1,6 @@
 """Issue 6's GPU checks and benchmarks in one run, for a session that is lent a GPU machine.
 
-Run on the GPU machine from the repository root (python3 there holds torch; see README, "Benchmarks"):
+Run on the GPU machine from the repository root (python3 there holds torch; see CONTRIBUTING.md, "The GPU check"):
 
     python3 scripts/gpu_check.py --out $OUT [--data-dir DIR] [--quick]
 
