@@ -7,7 +7,7 @@ A page holds a marker line and the hook puts the generated Markdown in its place
     <!-- generated: space -->            every search-space key (asha.*, sweep.*) and the distributions
     <!-- generated: method NAME -->      a method's docstring (recipe, sources), keys, defaults, its space file
 
-A key without a description, or an unknown marker, fails the build.
+A key without a description, a flag without help, or an unknown marker fails the build.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def _flag(action: argparse.Action, config_fields: dict[str, Any]) -> str:
     helptext = action.help or ""
     if not helptext and action.dest in config_fields:
         helptext = f"{config_fields[action.dest].description} (config key `{action.dest}`)"
+    if not helptext:
+        raise ValueError(f"CLI: {names} has no help text (add_argument(..., help=...))")
     helptext = helptext.replace("%(default)s", str(action.default)).replace("|", "\\|")
     if action.choices and not isinstance(action, argparse._SubParsersAction):
         helptext += f" (one of: {', '.join(map(str, action.choices))})"

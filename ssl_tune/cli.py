@@ -366,7 +366,14 @@ def _bench_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--packed", type=int, default=0, metavar="K", help="also time 1..K concurrent trainings")
     p.add_argument("--repeats", type=int, default=1, help="alternate the two pipelines R times, report medians")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a run-config key (dotted for nested keys)",
+    )
     p.add_argument(
         "--streamed",
         action="store_true",
@@ -409,7 +416,14 @@ def _bench_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", type=int, help="ASHA's first rung (= the epochs: no early stopping)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the Ray Train baseline")
     p.add_argument("--storage", help="keep the sweeps here (default: a temporary folder, removed after)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed setting of the space",
+    )
     p.add_argument("--json", type=Path, help="write the results as JSON to this file")
     p.set_defaults(handler=_run_bench_sweep)
 
@@ -449,7 +463,14 @@ def _bench_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-trials", type=int, help="budget in whole trials (x the space's epochs)")
     p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
     p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed setting of the space",
+    )
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
     p.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     p.set_defaults(handler=_run_bench_search)
@@ -493,7 +514,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         "RayJob manifests field by field, against the rules ssl-tune needs; with --space, also that the worker "
         "types can run one trial of that search space. Exit 2 if any file has an error.",
     )
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="ray up YAMLs and KubeRay manifests")
     check.add_argument("--space", help="a search-space YAML: the cluster must fit one trial of it (its sweep section)")
     check.add_argument("--workers-per-trial", type=int, help="override the space's workers_per_trial")
     check.add_argument("--gpus-per-trial", type=float, help="override the space's gpus_per_trial")
