@@ -218,6 +218,23 @@ def check(sweep_dir: str, screenshot: Path, port: int, timeout: float, width: in
     return problems
 
 
+def browser_missing(prog: str) -> bool:
+    """Whether chromium or chromedriver is missing (then said in one line on stderr)."""
+    for tool in ("chromium", "chromedriver"):
+        if not shutil.which(tool):
+            print(f"{prog}: error: {tool} not found (apt-get install chromium chromium-driver)", file=sys.stderr)
+            return True
+    return False
+
+
+def report(prog: str, problems: list[str], started: float) -> int:
+    """Each problem on stderr, OK or FAILED with the time taken on stdout; the exit code (0 or 1)."""
+    for problem in problems:
+        print(f"{prog}: FAIL: {problem}", file=sys.stderr)
+    print(f"{'FAILED' if problems else 'OK'} in {time.monotonic() - started:.0f}s")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sweep", required=True, help="a finished sweep directory (<storage>/<name>)")
@@ -230,10 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.sweep).is_dir():
         print(f"browser_check: error: sweep {args.sweep} does not exist", file=sys.stderr)
         return 2
-    for tool in ("chromium", "chromedriver"):
-        if not shutil.which(tool):
-            print(f"browser_check: error: {tool} not found (apt-get install chromium chromium-driver)", file=sys.stderr)
-            return 2
+    if browser_missing("browser_check"):
+        return 2
     from ssl_tune.errors import UsageError
 
     started = time.monotonic()
@@ -242,10 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"browser_check: error: {err}", file=sys.stderr)
         return 2
-    for problem in problems:
-        print(f"browser_check: FAIL: {problem}", file=sys.stderr)
-    print(f"{'FAILED' if problems else 'OK'} in {time.monotonic() - started:.0f}s")
-    return 1 if problems else 0
+    return report("browser_check", problems, started)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The GPU checks and benchmarks in one run, for a session that is lent a GPU machine (at most 8 minutes on one
 H100: a lent machine has 15 minutes in all).
 
-Run on the GPU machine from the repository root (python3 there holds torch; see README, "Benchmarks"):
+Run on the GPU machine from the repository root (python3 there holds torch; see CONTRIBUTING.md, "The GPU check"):
 
     python3 scripts/gpu_check.py --out $OUT [--data-dir DIR] [--quick] [--stages a,b,...]
 

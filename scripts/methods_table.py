@@ -2,7 +2,7 @@
 
     python scripts/methods_table.py --data-dir ../shared/datasets [--out runs/methods] [--methods a,b]
 
-The settings are the README's "Methods" table: 5,000 train / 2,000 test images, batch 64, weak crops
+The settings are the "Methods" table (docs/methods/index.md): 5,000 train / 2,000 test images, batch 64, weak crops
 (min scale 0.2), heads shrunk for CPU; everything else is each method's own defaults.
 """
 

@@ -1,7 +1,7 @@
 """Pack a CIFAR-10 subset upscaled to SIZE px with the parquet writer (PNG), or write it as JPEG files in an
 imagefolder tree (`--jpeg-quality`; train/classK/N.jpg, test/...) for `ssl-tune data pack --source imagefolder`,
-which keeps the files' own bytes: sets large on disk and decoded, for the streaming acceptance runs (README,
-"Datasets larger than memory").
+which keeps the files' own bytes: sets large on disk and decoded, for the streaming acceptance runs
+(docs/design/streaming.md).
 
     python scripts/pack_upscaled_cifar.py --data-dir ../shared/datasets --out /tmp/cifar160 --size 160
     python scripts/pack_upscaled_cifar.py --data-dir ../shared/datasets --out /tmp/jpg320 --size 320 \

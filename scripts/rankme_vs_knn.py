@@ -1,4 +1,4 @@
-"""How well does label-free RankMe selection do against validation-kNN selection? (README, "RankMe vs kNN")
+"""How well does label-free RankMe selection do against validation-kNN selection? (docs/benchmarks.md)
 
     python scripts/rankme_vs_knn.py --data-dir ../shared/datasets [--out runs/rankme_vs_knn] [--trials 8]
 

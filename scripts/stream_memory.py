@@ -1,4 +1,5 @@
-"""What streaming adds to a training process's own memory, for the README's table and tests/data/test_stream_memory.py.
+"""What streaming adds to a training process's own memory, for the table in docs/design/streaming.md and
+tests/data/test_stream_memory.py.
 
     python scripts/stream_memory.py DATA_DIR TRAIN_SUBSET IMAGE_SIZE streamed|resident
         [--batch 256] [--window 1024] [--object-store-mib 512] [--ray-address ADDRESS]

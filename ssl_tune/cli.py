@@ -43,6 +43,11 @@ TRAIN_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+def _add_set(p: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable `--set KEY=VALUE` (read by `config.parse_set`)."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _add_tracking(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log",
@@ -52,7 +57,9 @@ def _add_tracking(p: argparse.ArgumentParser) -> None:
         metavar="TRACKER",
         help="also track the runs in mlflow or wandb (repeatable; pip install 'ssl-tune[mlflow]' / '[wandb]')",
     )
-    p.add_argument("--mlflow-uri", help="MLflow tracking URI or folder (default $MLFLOW_TRACKING_URI, else ./mlruns)")
+    p.add_argument(
+        "--mlflow-uri", help="MLflow tracking URI or folder (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    )
     p.add_argument("--wandb-project", help="W&B project (default $WANDB_PROJECT, else ssl-tune)")
     p.add_argument("--wandb-entity", help="W&B entity (default $WANDB_ENTITY)")
 
@@ -73,14 +80,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=key, type=typ, default=None, metavar=key.upper())
     p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
     p.add_argument("--config", type=Path, help="YAML file of config keys")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted for nested keys, e.g. method_params.temperature=0.2)",
-    )
+    _add_set(p, "override a config key (dotted for nested keys, e.g. method_params.temperature=0.2)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -138,14 +138,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="sweep name (default: the space file's name)")
     p.add_argument("--data-dir", help="dataset directory for every trial")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fixed setting of the space, e.g. epochs=20",
-    )
+    _add_set(p, "override a fixed setting of the space, e.g. epochs=20")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--name, --storage)")
     p.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
     _add_tracking(p)
@@ -369,7 +362,7 @@ def _bench_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--packed", type=int, default=0, metavar="K", help="also time 1..K concurrent trainings")
     p.add_argument("--repeats", type=int, default=1, help="alternate the two pipelines R times, report medians")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(p, "override a run-config key (dotted for nested keys)")
     p.add_argument(
         "--streamed",
         action="store_true",
@@ -412,7 +405,7 @@ def _bench_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", type=int, help="ASHA's first rung (= the epochs: no early stopping)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the Ray Train baseline")
     p.add_argument("--storage", help="keep the sweeps here (default: a temporary folder, removed after)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(p, "override a fixed setting of the space")
     p.add_argument("--json", type=Path, help="write the results as JSON to this file")
     p.set_defaults(handler=_run_bench_sweep)
 
@@ -452,7 +445,7 @@ def _bench_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-trials", type=int, help="budget in whole trials (x the space's epochs)")
     p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
     p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(p, "override a fixed setting of the space")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
     p.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     p.set_defaults(handler=_run_bench_search)
@@ -496,7 +489,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         "RayJob manifests field by field, against the rules ssl-tune needs; with --space, also that the worker "
         "types can run one trial of that search space. Exit 2 if any file has an error.",
     )
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="ray up YAMLs and KubeRay manifests")
     check.add_argument("--space", help="a search-space YAML: the cluster must fit one trial of it (its sweep section)")
     check.add_argument("--workers-per-trial", type=int, help="override the space's workers_per_trial")
     check.add_argument("--gpus-per-trial", type=float, help="override the space's gpus_per_trial")

@@ -31,36 +31,47 @@ class TrainConfig(Settings):
 
     model_config = ConfigDict(validate_default=True)
 
-    method: str = "simsiam"
-    backbone: str = "resnet_tiny"
-    dataset: str = "synthetic"
-    data_dir: str | None = None
-    download: bool = False
+    method: str = Field("simsiam", description="SSL method by name (see the methods pages)")
+    backbone: str = Field(
+        "resnet_tiny", description="backbone by name: resnet_tiny, resnet18, resnet50, vit_tiny, vit_small, vit_base"
+    )
+    dataset: str = Field("synthetic", description="dataset by name: cifar10, cifar100, imagefolder, parquet, synthetic")
+    data_dir: str | None = Field(
+        None,
+        description="a folder or an s3:// / gs:// URI (CIFAR without it: $SSL_TUNE_DATASETS, else the user cache)",
+    )
+    download: bool = Field(False, description="CIFAR: download the batches through torchvision if they are missing")
     image_size: int | None = Field(None, gt=0, le=1024, description="resize target (imagefolder, synthetic)")
-    train_subset: int | None = Field(None, gt=0)
-    test_subset: int | None = Field(None, gt=0)
+    train_subset: int | None = Field(None, gt=0, description="train on the first N train images only")
+    test_subset: int | None = Field(None, gt=0, description="query the kNN with the first N test images only")
     skip_corrupt: bool = Field(False, description="parquet: leave out (and count) images that do not decode")
 
-    epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
+    epochs: int = Field(10, gt=0, le=MAX_EPOCHS, description="training epochs")
     batch_size: int = Field(256, gt=0, le=MAX_BATCH, description="global batch, split across workers")
-    optimizer: Literal["sgd", "lars", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "lars", "adamw"] = Field("sgd", description="sgd, lars or adamw")
     lr: float = Field(0.05, gt=0, le=1e3, description="base lr for batch 256; the run uses lr * batch/256")
-    weight_decay: float = Field(5e-4, ge=0, le=1)
+    weight_decay: float = Field(
+        5e-4, ge=0, le=1, description="weight decay (AdamW leaves biases, norms and embeddings undecayed)"
+    )
     weight_decay_end: float | None = Field(
         None, ge=0, le=1, description="cosine schedule from weight_decay to this over training (DINO: 0.04 -> 0.4)"
     )
     drop_path: float = Field(0.0, ge=0, lt=1, description="ViT backbones: stochastic depth rate (DINO: 0.1)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum (AdamW: beta1 0.9, beta2 0.999)")
-    lars_eta: float = Field(0.02, gt=0, le=1)
+    lars_eta: float = Field(0.02, gt=0, le=1, description="LARS trust coefficient")
     lars_clip_lr: bool = Field(
         False, description="LARS: effective lr min(lr, trust) (LARC clipping, solo-learn's recipes), not lr x trust"
     )
-    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
+    warmup_epochs: float = Field(
+        0.0, ge=0, le=MAX_EPOCHS, description="linear lr warm-up before the cosine decay, in epochs (fractions allowed)"
+    )
 
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32"
+    )
+    channels_last: bool = Field(True, description="CUDA: channels-last memory format for the convolutions")
+    compile: bool = Field(False, description="torch.compile the method")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA when there is one), cpu or cuda")
     data_placement: Literal["auto", "resident", "streamed", "streamed_shards"] = Field(
         "auto",
         description="resident: uint8 images copied to the device once; streamed: copied per batch from host "
@@ -81,7 +92,7 @@ class TrainConfig(Settings):
         description="streamed_shards: decode in Ray Data tasks on CPU workers (PIL), or, for a JPEG pack, in the "
         "training process on its device (torchvision decode_jpeg: nvJPEG on CUDA)",
     )
-    seed: int = Field(0, ge=0, lt=2**31)
+    seed: int = Field(0, ge=0, lt=2**31, description="seed of the weights, views and data order")
 
     monitor: Literal["val", "test"] = Field(
         "test",
@@ -92,8 +103,10 @@ class TrainConfig(Settings):
     rankme: bool = Field(False, description="measure RankMe each epoch: a sweep metric that needs no labels")
     rankme_images: int = Field(10_000, gt=0, le=1_000_000, description="RankMe on the first N train images")
 
-    knn_k: int = Field(200, gt=0, le=10_000)
-    knn_temperature: float = Field(0.1, gt=0, le=100)
+    knn_k: int = Field(200, gt=0, le=10_000, description="kNN monitor: neighbours that vote")
+    knn_temperature: float = Field(
+        0.1, gt=0, le=100, description="kNN monitor: votes weighted by exp(similarity / this)"
+    )
     knn_bank_subset: int | None = Field(
         None, gt=0, description="kNN bank: the first N train images (None = all); a smaller bank is cheaper"
     )
@@ -109,9 +122,11 @@ class TrainConfig(Settings):
         None, gt=0, description="fault injection for tests: the loss is NaN from this epoch on (None = off)"
     )
 
-    augment: AugmentConfig = AugmentConfig()
-    method_params: dict[str, Any] = Field(default_factory=dict)
-    out: str | None = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="view augmentation strengths (augment.*)")
+    method_params: dict[str, Any] = Field(
+        default_factory=dict, description="the method's own keys (see its page): heads, temperatures, EMA momentum"
+    )
+    out: str | None = Field(None, description="the run directory")
 
     @field_validator("method")
     @classmethod

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CIFAR-10 batches in ../shared/datasets; torch's thread count restored after each test."""
+"""Shared fixtures: the real CIFAR-10 batches (found as `ssl_tune.data.locate` says); torch's thread count
+restored after each test."""
 
 from __future__ import annotations
 
@@ -6,15 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from ssl_tune.data.locate import fetch_cifar10, find_datasets
+from ssl_tune.errors import UsageError
 from tests.helpers import SHARED_DATASETS
+
+CIFAR10_MARKER = "cifar-10-batches-py/data_batch_1"
 
 
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
-    """The official CIFAR-10 python batches; the tests fail (not skip) without them."""
-    folder = SHARED_DATASETS / "cifar-10-batches-py"
-    assert (folder / "data_batch_1").is_file(), f"CIFAR-10 batches not found in {folder}"
-    return SHARED_DATASETS
+    """The folder holding the official CIFAR-10 python batches: $SSL_TUNE_DATASETS, ../shared/datasets, else the
+    user cache (downloaded there once when the network allows). The tests fail (not skip) without them."""
+    try:
+        return find_datasets(CIFAR10_MARKER, shared=[SHARED_DATASETS], fetch=fetch_cifar10)
+    except UsageError as err:
+        missing = str(err)
+    pytest.fail(missing, pytrace=False)  # one line, outside the except: no chained traceback
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import yaml
 from ssl_tune.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("SSL_TUNE_DATASETS", REPO.parent / "shared" / "datasets"))
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"  # our CI's copy, beside the clone (see ssl_tune.data.locate)
 
 # small heads so that CPU tests spend their time in the backbone
 SMALL_SIMSIAM = {"proj_hidden_dim": 256, "proj_output_dim": 256, "pred_hidden_dim": 64}

@@ -14,7 +14,8 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
-from ssl_tune.data.base import DataRequest, ImageData, register_dataset, require_dir
+from ssl_tune.data.base import DataRequest, ImageData, register_dataset
+from ssl_tune.data.locate import find_datasets, torchvision_fetch
 from ssl_tune.errors import UsageError
 
 STATS = {
@@ -41,12 +42,21 @@ def _read_batches(folder: Path, files: list[list[str]], name: str) -> tuple[torc
     return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
 
 
+def _root(name: str, cls: type[datasets.CIFAR10], request: DataRequest) -> Path:
+    """`--data-dir`, else the folder `ssl_tune.data.locate` finds (with `--download`: the user cache, filled)."""
+    if request.data_dir is not None:
+        if request.download:
+            cls(root=str(request.data_dir), train=True, download=True)  # fetches and checks both splits
+        return request.data_dir
+    fetch = torchvision_fetch(cls.__name__) if request.download else None
+    marker = f"{cls.base_folder}/{cls.train_list[0][0]}"
+    return find_datasets(marker, fetch=fetch, what=f"dataset '{name}' needs --data-dir: ")
+
+
 def _load(name: str, cls: type[datasets.CIFAR10], request: DataRequest) -> ImageData:
-    root = require_dir(request, name)
+    root = _root(name, cls, request)
     folder = root / cls.base_folder
     wanted = cls.train_list + (cls.test_list if request.with_test else [])
-    if request.download:
-        cls(root=str(root), train=True, download=True)  # fetches and checks both splits
     missing = [f for f, _ in wanted if not (folder / f).is_file()]
     if missing:
         raise UsageError(f"no {name} in {root}: {folder / missing[0]} is missing (pass --download to fetch it)")

@@ -22,7 +22,7 @@ class LARS(Optimizer):
     instead, so that each parameter's effective learning rate is min(lr, trust). It is off by default, a
     deliberate deviation from solo-learn's recipes, whose lrs the LARS methods borrow: with those lrs it was worse
     for every LARS method at 8 epochs and for SimCLR (-1.5 points of test kNN) and Barlow Twins (-11.3) at 50
-    (README, "Methods").
+    (docs/methods/index.md).
     Groups built by `build_optimizer` exempt biases and norm weights from adaptation and weight decay,
     as BYOL and SimCLR do. The trust ratio stays on the device (no host sync), and each group's update is
     a few multi-tensor `torch._foreach_*` kernels per device and dtype, not a loop over parameters.

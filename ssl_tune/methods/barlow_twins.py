@@ -22,7 +22,7 @@ class BarlowTwinsParams(MethodParams):
     proj_hidden_dim: int = Field(2048, gt=0)
     proj_output_dim: int = Field(2048, gt=0)
     lambd: float = Field(0.0051, ge=0, le=1, description="weight of the off-diagonal (redundancy) term")
-    scale_loss: float = Field(0.1, gt=0, le=100)
+    scale_loss: float = Field(0.1, gt=0, le=100, description="scale of the whole loss")
 
 
 @register_method

@@ -61,10 +61,27 @@ MAX_WIDTH = 65536  # a head's widest layer, or prototypes (DINO's largest head h
 MAX_QUEUE = 1_000_000  # rows of a feature queue (MoCo's 65536, SwAV's 3840 at batch 256)
 
 
+# what the keys several methods share mean, said once: a method's field without a description gets its line
+SHARED_DESCRIPTIONS = {
+    "proj_hidden_dim": "projector hidden width",
+    "proj_output_dim": "projector output width (the embedding)",
+    "pred_hidden_dim": "predictor hidden width",
+    "num_prototypes": "prototypes (cluster centres) the embeddings are scored against",
+    "temperature": "softmax temperature of the loss",
+}
+
+
 class MethodParams(Settings):
     """Base of each method's own hyperparameters (strict: unknown keys are errors). Every head width (`*_dim`),
     `num_prototypes` and `queue_size` is bounded here, so a typo like 2**31 is a validation error, not an
-    out-of-memory crash mid-sweep."""
+    out-of-memory crash mid-sweep. Keys in SHARED_DESCRIPTIONS need no description of their own."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, info in cls.model_fields.items():
+            if info.description is None and name in SHARED_DESCRIPTIONS:
+                info.description = SHARED_DESCRIPTIONS[name]
 
     @field_validator("*")
     @classmethod

@@ -29,7 +29,7 @@ class MoCoV3Params(MethodParams):
     proj_output_dim: int = Field(256, gt=0)
     proj_layers: int = Field(2, ge=2, le=4, description="Linear layers in the projector (ViT recipe: 3)")
     pred_hidden_dim: int = Field(4096, gt=0)
-    temperature: float = Field(0.2, gt=0, le=10)
+    temperature: float = Field(0.2, gt=0, le=10, description="softmax temperature of the contrastive loss")
     base_tau: float = Field(0.99, ge=0, le=1, description="momentum-encoder EMA at the start")
     final_tau: float = Field(1.0, ge=0, le=1, description="momentum-encoder EMA at the end (cosine)")
     freeze_patch_embed: bool = Field(True, description="ViT: keep the random patch projection fixed (paper, sec. 5)")

@@ -2,11 +2,11 @@
 
 Sources (solo = solo-learn's scripts/pretrain/cifar/simclr.yaml): LARS (the paper's large-batch optimiser)
 with lr 0.4 at batch 256, a 2048-256 projector, τ 0.2 (solo). Negatives are gathered across ranks.
-Deviations, kept from the first version and unmeasured (the README's SimCLR numbers use them): wd 1e-5
+Deviations, kept from the first version and unmeasured (the methods page's SimCLR numbers use them): wd 1e-5
 (solo uses 1e-4; both are in simclr.yaml's range); views at lightly's CIFAR-10 benchmark strength
 (jitter 0.4/0.4/0.4/0.1, no blur) where solo uses its symmetric.yaml (0.8/0.8/0.8/0.2, blur 0.5); a
 Linear-ReLU-Linear projector (the paper's g(·), solo) where lightly's SimCLRProjectionHead has BN in the
-hidden layer: `proj_hidden_bn`, searched in simclr.yaml. Measured (README "Methods" setting, 8 epochs, seeds
+hidden layer: `proj_hidden_bn`, searched in simclr.yaml. Measured (the methods page's setting, 8 epochs, seeds
 0-2): kNN 41.7 ± 0.4 % without it, 41.1 ± 1.4 % with it, so it stays off.
 """
 

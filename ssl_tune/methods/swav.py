@@ -29,10 +29,10 @@ class SwAVParams(MethodParams):
     num_prototypes: int = Field(3000, gt=1)
     temperature: float = Field(0.1, gt=0, le=10)
     sk_epsilon: float = Field(0.05, gt=0, le=10, description="Sinkhorn entropic regularisation ε")
-    sk_iters: int = Field(3, ge=1, le=100)
-    freeze_prototypes_epochs: int = Field(2, ge=0)
+    sk_iters: int = Field(3, ge=1, le=100, description="Sinkhorn iterations")
+    freeze_prototypes_epochs: int = Field(2, ge=0, description="epochs with the prototypes frozen")
     queue_size: int = Field(3840, ge=0, description="0 = no queue")
-    epoch_queue_starts: int = Field(50, ge=0)
+    epoch_queue_starts: int = Field(50, ge=0, description="the queue is used from this epoch")
     use_sinkhorn: bool = Field(True, description="False only to show the collapse equal partition prevents")
 
 

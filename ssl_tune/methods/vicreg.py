@@ -20,9 +20,9 @@ from ssl_tune.models.heads import mlp
 class VICRegParams(MethodParams):
     proj_hidden_dim: int = Field(2048, gt=0)
     proj_output_dim: int = Field(2048, gt=0)
-    sim_weight: float = Field(25.0, ge=0, le=1000)
-    var_weight: float = Field(25.0, ge=0, le=1000)
-    cov_weight: float = Field(1.0, ge=0, le=1000)
+    sim_weight: float = Field(25.0, ge=0, le=1000, description="weight of the invariance term")
+    var_weight: float = Field(25.0, ge=0, le=1000, description="weight of the variance term")
+    cov_weight: float = Field(1.0, ge=0, le=1000, description="weight of the covariance term")
 
 
 @register_method

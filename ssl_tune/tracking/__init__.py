@@ -34,7 +34,7 @@ class TrackingSettings:
     """Which trackers to log to, and where. Built from the `--log`, `--mlflow-uri`, `--wandb-*` flags."""
 
     trackers: tuple[str, ...] = ()
-    mlflow_uri: str | None = None  # default $MLFLOW_TRACKING_URI, else a file store in ./mlruns
+    mlflow_uri: str | None = None  # default $MLFLOW_TRACKING_URI, else the SQLite store ./mlflow.db
     wandb_project: str | None = None  # default $WANDB_PROJECT, else "ssl-tune"
     wandb_entity: str | None = None  # default $WANDB_ENTITY (your default entity)
 
@@ -67,11 +67,17 @@ def check_resumed_trackers(saved: dict[str, Any] | None, given: TrackingSettings
         raise UsageError(f"--log: {what} keeps the trackers it started with ({had}): leave out --log and --mlflow-uri")
 
 
+DEFAULT_MLFLOW_DB = "mlflow.db"  # in the working directory: MLflow 3's own default store, so `mlflow ui` finds it
+
+
 def mlflow_tracking_uri(given: str | None) -> str:
-    """A URI MLflow accepts: http(s)://, sqlite:///, databricks, file:// as they are; a plain folder (default
-    ./mlruns) as a file:// store. MLflow 3 keeps its file store in maintenance mode behind an opt-in, which a
-    folder given here (or the default) opts into."""
-    uri = given or os.environ.get("MLFLOW_TRACKING_URI") or "mlruns"
+    """A URI MLflow accepts: http(s)://, sqlite:///, databricks, file:// as they are; a plain folder as a file://
+    store. Neither given nor $MLFLOW_TRACKING_URI: the SQLite file ./mlflow.db (its absolute path), MLflow 3's
+    own default, which it opens without flags. MLflow 3 keeps its file store in maintenance mode behind an
+    opt-in, which a folder or file:// URI given here opts into for this process only."""
+    uri = given or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{Path(DEFAULT_MLFLOW_DB).resolve()}"
     if "://" in uri or uri.startswith(("databricks", "sqlite:")):
         if uri.startswith("file://"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")

@@ -99,19 +99,30 @@ def _check_order(low: float, high: float) -> None:
 
 
 class AshaSettings(Settings):
-    grace_period: int = Field(1, ge=1, le=MAX_EPOCHS)
-    reduction_factor: float = Field(2.0, gt=1, le=100)
-    max_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+    grace_period: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="ASHA: epochs before a trial can first be stopped (the first rung)"
+    )
+    reduction_factor: float = Field(
+        2.0, gt=1, le=100, description="ASHA: keep the top 1/this of the trials at each rung"
+    )
+    max_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="ASHA: the last rung (default: fixed.epochs)")
 
 
 class SweepSettings(Settings):
-    num_samples: int = Field(8, ge=1, le=100_000)
-    max_concurrent: int | None = Field(None, ge=1, le=100_000)
-    workers_per_trial: int = Field(1, ge=1, le=1024)
-    gpus_per_trial: float = Field(0.0, ge=0, le=1024)
-    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
-    max_failures: int = Field(2, ge=0, le=100)
-    seed: int = Field(0, ge=0, lt=2**31)  # Optuna's sampler takes 32-bit seeds
+    num_samples: int = Field(8, ge=1, le=100_000, description="trials to run")
+    max_concurrent: int | None = Field(
+        None, ge=1, le=100_000, description="trials at a time (default: as many as the cluster fits)"
+    )
+    workers_per_trial: int = Field(1, ge=1, le=1024, description="Ray Train workers per trial (DDP when above 1)")
+    gpus_per_trial: float = Field(
+        0.0,
+        ge=0,
+        le=1024,
+        description="GPUs per trial: a share of one for a single worker, one per worker for several, 0 for CPU",
+    )
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024, description="CPUs reserved for each worker")
+    max_failures: int = Field(2, ge=0, le=100, description="restarts of a failed trial from its last checkpoint")
+    seed: int = Field(0, ge=0, lt=2**31, description="seed of Optuna's sampler")
     metric: Literal["val_knn_acc", "rankme"] | None = Field(
         None, description="what the sweep selects on; None: val_knn_acc on labeled data, rankme on unlabeled"
     )
@@ -161,14 +172,24 @@ class SweepSettings(Settings):
 class SearchSpace(Settings):
     """A validated search-space file."""
 
-    description: str = ""
-    fixed: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Distribution] = Field(default_factory=dict)
-    conditional: dict[str, dict[str, Distribution]] = Field(default_factory=dict)
-    if_data_dir: dict[str, Any] = Field(default_factory=dict)
-    points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list)
-    asha: AshaSettings = AshaSettings()
-    sweep: SweepSettings = SweepSettings()
+    description: str = Field("", description="free text about the space")
+    fixed: dict[str, Any] = Field(
+        default_factory=dict, description="run-config keys held constant in every trial (nested or dotted)"
+    )
+    params: dict[str, Distribution] = Field(
+        default_factory=dict, description="searched keys: a distribution each (loguniform, uniform, int, categorical)"
+    )
+    conditional: dict[str, dict[str, Distribution]] = Field(
+        default_factory=dict, description="per method: keys searched only when `method` draws that method"
+    )
+    if_data_dir: dict[str, Any] = Field(default_factory=dict, description="fixed keys applied when --data-dir is given")
+    points_to_evaluate: list[dict[str, Scalar]] = Field(
+        default_factory=list, description="configs tried first (a paper's recipe); keys left out are sampled"
+    )
+    asha: AshaSettings = Field(default_factory=AshaSettings, description="the ASHA scheduler (the asha.* keys)")
+    sweep: SweepSettings = Field(
+        default_factory=SweepSettings, description="how the sweep runs (sweep.*, or the flags)"
+    )
 
     # --- what the file can produce -----------------------------------------------------------------
 

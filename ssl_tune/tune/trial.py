@@ -48,7 +48,7 @@ class TrialPlan:
     @property
     def in_process(self) -> bool:
         """A single-worker trial trains in the Tune trial's process, without a Ray Train worker group: its
-        start-up drops from 27-39 s to 0.1 s in a reused process (README, "Trial start-up and sweep efficiency")."""
+        start-up drops from 27-39 s to 0.1 s in a reused process (docs/benchmarks.md)."""
         return self.workers_per_trial == 1 and self.reuse_processes
 
     def worker_resources(self) -> dict[str, float]:

@@ -3,7 +3,7 @@
 It runs in one of two places, with the same reports, checkpoints and restores:
 - a single-worker trial trains in the Tune trial's own process (`tune_trial_loop`): no Ray Train controller,
   worker group or placement group to start. In a reused process it reports epoch 0 about 0.1 s after it
-  starts (27-39 s through Ray Train on the 2-core VM; README, "Trial start-up and sweep efficiency");
+  starts (27-39 s through Ray Train on the 2-core VM; docs/benchmarks.md, "Trial start-up");
 - a multi-worker trial runs `train_worker` on each rank of a Ray Train `TorchTrainer`.
 
 Reused trial processes (Tune's `reuse_actors`) keep what they loaded: the dataset, and the epoch-0 metrics of

@@ -23,23 +23,34 @@ class AugmentConfig(Settings):
     0.05-0.14, globals from 0.14 (the SwAV and DINO papers' geometry at 224 px).
     """
 
-    crop_min_scale: float = Field(0.08, gt=0, le=1)
-    crop_max_scale: float = Field(1.0, gt=0, le=1)
-    flip_prob: float = Field(0.5, ge=0, le=1)
-    jitter_prob: float = Field(0.8, ge=0, le=1)
-    brightness: float = Field(0.4, ge=0, le=1)
-    contrast: float = Field(0.4, ge=0, le=1)
-    saturation: float = Field(0.4, ge=0, le=1)
-    hue: float = Field(0.1, ge=0, le=0.5)
-    grayscale_prob: float = Field(0.2, ge=0, le=1)
-    blur_prob: float = Field(0.0, ge=0, le=1)
-    solarize_prob: float = Field(0.0, ge=0, le=1)
-    # multi-crop (SwAV, DINO); None = by image size (see the class docstring)
-    num_local_crops: int | None = Field(None, ge=0, le=16)
-    local_crop_size: int | None = Field(None, gt=0, le=1024)
-    local_crop_min_scale: float | None = Field(None, gt=0, le=1)
-    local_crop_max_scale: float | None = Field(None, gt=0, le=1)
-    global_crop_min_scale: float | None = Field(None, gt=0, le=1)
+    crop_min_scale: float = Field(0.08, gt=0, le=1, description="random resized crop: smallest share of the image area")
+    crop_max_scale: float = Field(1.0, gt=0, le=1, description="random resized crop: largest share of the image area")
+    flip_prob: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    jitter_prob: float = Field(0.8, ge=0, le=1, description="probability of colour jitter")
+    brightness: float = Field(0.4, ge=0, le=1, description="colour jitter: brightness strength")
+    contrast: float = Field(0.4, ge=0, le=1, description="colour jitter: contrast strength")
+    saturation: float = Field(0.4, ge=0, le=1, description="colour jitter: saturation strength")
+    hue: float = Field(0.1, ge=0, le=0.5, description="colour jitter: hue strength")
+    grayscale_prob: float = Field(0.2, ge=0, le=1, description="probability of turning a view grey")
+    blur_prob: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    solarize_prob: float = Field(
+        0.0, ge=0, le=1, description="probability of solarising (the second view of an asymmetric pair)"
+    )
+    num_local_crops: int | None = Field(
+        None, ge=0, le=16, description="multi-crop: small local crops per image (None: by image size)"
+    )
+    local_crop_size: int | None = Field(
+        None, gt=0, le=1024, description="multi-crop: side of a local crop in pixels (None: by image size)"
+    )
+    local_crop_min_scale: float | None = Field(
+        None, gt=0, le=1, description="multi-crop: smallest area share of a local crop"
+    )
+    local_crop_max_scale: float | None = Field(
+        None, gt=0, le=1, description="multi-crop: largest area share of a local crop"
+    )
+    global_crop_min_scale: float | None = Field(
+        None, gt=0, le=1, description="multi-crop: smallest area share of a global crop"
+    )
 
     @model_validator(mode="after")
     def _scales_ordered(self) -> AugmentConfig:

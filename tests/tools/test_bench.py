@@ -113,7 +113,9 @@ def test_bench_runs_a_multi_view_method_in_process():
         (["--batch-size", "512"], "larger than the training set"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(extra, message, capsys):
+def test_bad_input_is_one_line_and_exit_2(extra, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("SSL_TUNE_DATASETS", raising=False)  # nowhere to find CIFAR-10 without --data-dir
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert main([*SMALL, "--steps", "1", *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ssl-tune bench: error:"), err

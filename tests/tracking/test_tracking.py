@@ -82,9 +82,10 @@ def test_mlflow_uris_and_folders(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # so that the opt-in below is ours
     monkeypatch.chdir(tmp_path)
-    assert mlflow_tracking_uri(None) == (tmp_path / "mlruns").as_uri()  # the default: ./mlruns, a file store
-    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    assert mlflow_tracking_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"  # the default: MLflow 3's own
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # it needs no opt-in
     assert mlflow_tracking_uri("runs/ml") == (tmp_path / "runs" / "ml").as_uri()
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"  # a folder asked for: a file store, opted into
     assert mlflow_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
     assert mlflow_tracking_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
@@ -102,3 +103,20 @@ def test_a_resume_keeps_the_trackers_it_started_with():
             check_resumed_trackers(started, other, "--resume")
     with pytest.raises(UsageError, match=r"\(no tracker\)"):
         check_resumed_trackers(None, TrackingSettings(("mlflow",), "file:///runs/mlruns"), "--resume")
+
+
+@pytest.mark.slow  # trains one epoch
+def test_the_default_store_opens_with_plain_mlflow_and_no_environment_variable(tmp_path):
+    """`ssl-tune train --log mlflow` with no --mlflow-uri, then the README's `mlflow.search_runs()` in a fresh
+    process in the same folder, with neither MLFLOW_TRACKING_URI nor MLFLOW_ALLOW_FILE_STORE set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(REPO)
+    train = [sys.executable, "-m", "ssl_tune", *TINY_TRAIN, "--epochs", "1", "--out", "run", "--log", "mlflow"]
+    done = subprocess.run(train, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
+    code = "import mlflow; mlflow.search_runs(); runs = mlflow.search_runs(search_all_experiments=True); "
+    code += "print(len(runs), runs['status'][0])"  # the first: the acceptance's literal call (Default experiment)
+    read = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.split() == ["1", "FINISHED"], read.stdout

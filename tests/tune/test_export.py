@@ -72,7 +72,7 @@ def test_export_picks_the_best_finished_trial_and_writes_all_files(tmp_path, cap
     assert by_id["c"]["status"] == "diverged" and by_id["d"]["status"] == "unfinished"
     assert (out / "best_checkpoint.txt").read_text().strip() == done.checkpoint
 
-    # backbone.pt is the torchvision model's own state_dict: it loads as the README shows, without ssl-tune
+    # backbone.pt is the torchvision model's own state_dict: it loads as docs/guides/sweeps.md shows, without ssl-tune
     model = torchvision.models.resnet18()
     model.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)  # the CIFAR stem
     model.maxpool, model.fc = torch.nn.Identity(), torch.nn.Identity()
