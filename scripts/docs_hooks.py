@@ -133,8 +133,10 @@ def method_page(name: str) -> str:
 
     method = METHODS.get(name)
     module = sys.modules[method.__module__]
-    space_file = REPO / "search_spaces" / f"{name}.yaml"
+    spaces = [REPO / "search_spaces" / f"{name}.yaml", *sorted((REPO / "search_spaces").glob(f"{name}_vit*.yaml"))]
     defaults = "\n".join(f"- `{k}`: `{v!r}`" for k, v in method.train_defaults.items())
+    vit = "\n".join(f"- `{k}`: `{v!r}`" for k, v in method.vit_defaults.items())
+    vit_section = ["## ViT recipe", "", "Over the defaults above when the backbone is a ViT (`vit_*`):", "", vit, ""]
     return "\n".join(
         [
             "## Recipe and sources",
@@ -149,17 +151,18 @@ def method_page(name: str) -> str:
             "",
             defaults or "(none)",
             "",
+            *(vit_section if vit else []),
             "## Its keys (`method_params.*`)",
             "",
             key_table(method.Params, "method_params.", where=name),
             "",
-            f"## Its search space: `search_spaces/{name}.yaml`",
-            "",
-            "```yaml",
-            space_file.read_text().strip(),
-            "```",
+            *(line for path in spaces for line in _space_section(path)),
         ]
     )
+
+
+def _space_section(path: Path) -> list[str]:
+    return [f"## Search space `search_spaces/{path.name}`", "", "```yaml", path.read_text().strip(), "```", ""]
 
 
 GENERATORS = {"cli": cli_reference, "config": config_reference, "space": space_reference}
