@@ -7,7 +7,6 @@ sweep.yaml, and the `trial_end.json` marker that `TrialRecorder` writes when a t
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ import yaml
 from ssl_tune.errors import UsageError
 from ssl_tune.metrics import EPOCH, SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
 from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text, split
-from ssl_tune.tune.space import SearchSpace
+from ssl_tune.tune.space import SearchSpace, is_point
 
 SWEEP_FILE = "sweep.yaml"
 END_FILE = "trial_end.json"
@@ -120,10 +119,7 @@ class SweepRecord:
         if not self.space.sweep.try_default:
             return None
         point = self.space.default_point(self.data_dir)
-        for trial in self.trials:
-            if all(_same(trial.params.get(k), v) for k, v in point.items()):
-                return trial
-        return None
+        return next((trial for trial in self.trials if is_point(trial.params, point)), None)
 
     def summary(self) -> list[str]:
         """How the sweep did, in a few lines read from its files: the random network (epoch 0), the default recipe
@@ -147,12 +143,6 @@ class SweepRecord:
         lines.append(shown + (f" ({', '.join(gains)})" if gains else ""))
         lines.append(f"  with {best.params}")
         return lines
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9)
-    return a == b
 
 
 def _points(metric: str, delta: float) -> str:

@@ -16,6 +16,7 @@ A distribution is `{type: loguniform|uniform|int|categorical, low, high, step, l
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -202,15 +203,22 @@ class SearchSpace(Settings):
         return build_config(self.base_layer(data_dir), layer, selection)
 
     def default_point(self, data_dir: str | None = None) -> dict[str, Scalar]:
-        """The default recipe as a point of the space: each unconditional searched key at its value in the
-        config the fixed settings and the (first) method's defaults give."""
+        """The default recipe as a point of the space: every searched key its method defines, the conditional
+        ones included, at its value in the config the fixed settings and the (first) method's defaults give.
+        Optuna samples no key of it (`sweep.try_default` pins them all)."""
         method = self.method_choices()[0]
         config = self.train_config({"method": method}, data_dir).to_yaml_dict()
+        names = [*self.params, *(conditional_name(method, key) for key in self.conditional.get(method, {}))]
         point: dict[str, Scalar] = {}
-        for name in self.params:
+        for name in names:
             value: Any = config
-            for part in name.split("."):
-                value = value[part]
+            for part in _strip_method(name).split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                raise UsageError(
+                    f"try_default: the default recipe leaves {name} unset (derived when the run starts), so its trial "
+                    "cannot pin it: search it without try_default"
+                )
             point[name] = value
         return point
 
@@ -236,6 +244,18 @@ class SearchSpace(Settings):
 def conditional_name(method: str, key: str) -> str:
     """The trial-config name of a conditional parameter (unique per method, so Optuna's ranges stay apart)."""
     return f"{method}:{key}"
+
+
+def is_point(params: dict[str, Any], point: dict[str, Scalar]) -> bool:
+    """Whether a trial's `params` hold every key of `point` at its value (floats to 1e-9): e.g. the default recipe's
+    trial (`SearchSpace.default_point`)."""
+    return all(_same(params.get(k), v) for k, v in point.items())
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
 
 
 def _strip_method(name: str) -> str:
@@ -297,7 +317,8 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
                 raise UsageError(f"points_to_evaluate[{i}]: {name}={value!r} is outside its distribution")
     if space.sweep.try_default:
         for name, value in space.default_point(data_dir).items():
-            if not _contains(space.params[name], value):
+            dist = space.distribution(name)
+            if dist is None or not _contains(dist, value):
                 raise UsageError(
                     f"try_default: the default {name}={value!r} is outside its distribution (widen the range)"
                 )

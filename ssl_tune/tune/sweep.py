@@ -83,7 +83,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
         return restore_tuner(run_trial, plan, sweep_dir)
     print(f"sweep {sweep.name}: {s.num_samples} trials, up to {limit or s.num_samples} at a time ({why})")
     max_epochs = sweep.max_epochs
-    scheduler = sweep_scheduler(space, sweep_dir, max_epochs)
+    scheduler = sweep_scheduler(space, sweep_dir, max_epochs, sweep.data_dir)
     callbacks: list[Any] = tune_callbacks(request.tracking, sweep.name, "sweep", space.fixed, max_epochs)
     if not request.verbose:  # one line per trial event instead of Ray's status tables
         rungs = scheduler.rung_epochs() if isinstance(scheduler, ResumableASHA) else []

@@ -64,6 +64,7 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     # the summary, read from the sweep's files: epoch 0, the default recipe's trial, the best trial and the gains
     default = sweep.default_trial()
     assert default is not None and default.params == sweep.space.default_point()
+    assert default.epochs_run == MAX_EPOCHS and default.status == "completed"  # ASHA never stops the default
     summary = sweep.summary()
     assert summary[1].startswith(f"default recipe: val_knn_acc {100 * default.best_value:.2f}%")
     best = sweep.best()
