@@ -133,7 +133,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-epochs", type=int, help="stop the sweep once its trials trained this many epochs")
     p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/r of the trials at each rung")
-    p.add_argument("--max-epochs", type=int, help="ASHA: the epoch budget of a trial")
+    p.add_argument(
+        "--max-epochs", type=int, help="the trials' length in epochs (their schedules end with it; ASHA's max_t)"
+    )
     p.add_argument("--storage", default="sweeps", help="local dir or s3://, gs:// URI (default: ./sweeps)")
     p.add_argument("--name", help="sweep name (default: the space file's name)")
     p.add_argument("--data-dir", help="dataset directory for every trial")

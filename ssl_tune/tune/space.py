@@ -7,7 +7,8 @@ A file has four sections:
     conditional:  method name -> {key -> distribution}, searched only when that method is drawn
     if_data_dir:  keys applied when the sweep is given --data-dir (e.g. switch synthetic -> cifar10)
     points_to_evaluate: parameter values to try first (e.g. a paper's recipe); unnamed ones are sampled
-    asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs)
+    asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs); max_epochs is the
+                  trials' length: it sets their `epochs`, so their lr and momentum schedules end with it
     sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures,
                   searcher (tpe|random), early_stopping (asha|none), budget_epochs, try_default, ...
 
@@ -188,19 +189,23 @@ class SearchSpace(Settings):
         return layer
 
     def max_epochs(self, base: TrainConfig) -> int:
+        """The trials' length (ASHA's max_t): `asha.max_epochs`, which sets their `epochs`, else the fixed epochs."""
         return self.asha.max_epochs or base.epochs
 
     def train_config(self, params: dict[str, Any], data_dir: str | None = None) -> TrainConfig:
         """The full run config for one trial's sampled `params` (flat `key` or `method:key` names).
 
         A sweep's runs always monitor the validation split (held out of the train split), and measure RankMe
-        when the sweep selects on it: nothing a sweep decides reads the test split.
+        when the sweep selects on it: nothing a sweep decides reads the test split. `asha.max_epochs` is their
+        length (schedules included): a trial that runs to it completes its recipe, never one cut mid-schedule.
         """
         layer = nest({_strip_method(k): v for k, v in params.items()})
-        selection: dict[str, Any] = {"monitor": "val"}
+        sweep: dict[str, Any] = {"monitor": "val"}
         if self.sweep.metric == RANKME:
-            selection["rankme"] = True
-        return build_config(self.base_layer(data_dir), layer, selection)
+            sweep["rankme"] = True
+        if self.asha.max_epochs is not None:
+            sweep["epochs"] = self.asha.max_epochs
+        return build_config(self.base_layer(data_dir), layer, sweep)
 
     def default_point(self, data_dir: str | None = None) -> dict[str, Scalar]:
         """The default recipe as a point of the space: every searched key its method defines, the conditional
@@ -298,6 +303,8 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
         raise UsageError("nothing to search: the space has no params (put constants under fixed, ranges under params)")
     if "monitor" in space.fixed or "monitor" in space.params:
         raise UsageError("'monitor' is the sweep's: it selects on the validation split and never reads the test split")
+    if any(_strip_method(name) == "epochs" for name in space.hparam_names()):
+        raise UsageError("'epochs' is the trials' length, ASHA's max_t: set it under fixed or with --max-epochs")
     methods = space.method_choices()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

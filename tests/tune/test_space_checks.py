@@ -164,3 +164,25 @@ def test_try_default_refuses_a_conditional_default_it_cannot_pin(tmp_path, capsy
     path = _all_methods_space(tmp_path, edit)
     code = main(["sweep", "--space", path, "--storage", str(tmp_path / "store")])
     _assert_refused(code, capsys, expected, tmp_path / "store")
+
+
+def test_max_epochs_is_the_trials_length_schedules_included():
+    """--max-epochs (asha.max_epochs) sets every trial's `epochs`: a trial that reaches it has finished its lr
+    schedule, so it completes, and the default recipe and confirm run as long."""
+    from ssl_tune.tune.recorder import trial_status
+    from ssl_tune.tune.space import SearchSpace
+
+    for max_epochs in (2, 7):  # shorter and longer than the fixed epochs
+        space = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR, "asha": {"max_epochs": max_epochs}})
+        base = space.train_config({"lr": 0.1})
+        assert base.epochs == max_epochs == space.max_epochs(base)
+        assert trial_status({"epoch": max_epochs, "status": "ok"}, False, space.max_epochs(base)).value == "completed"
+    plain = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR})
+    assert plain.train_config({"lr": 0.1}).epochs == TINY_FIXED["epochs"]
+
+
+def test_searching_epochs_is_refused(tmp_path, capsys):
+    space = {"fixed": TINY_FIXED, "params": {**LR, "epochs": {"type": "int", "low": 2, "high": 4}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(space))
+    code = main(["sweep", "--space", str(tmp_path / "s.yaml"), "--storage", str(tmp_path / "store")])
+    _assert_refused(code, capsys, "'epochs' is the trials' length", tmp_path / "store")
