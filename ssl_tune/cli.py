@@ -209,7 +209,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     done = api.export(args.sweep, args.out, force=args.force)
     best = done.best
-    shown = format_metric(best.metric, best.best_value)
+    shown = format_metric(best.metric, best.value)
     print(f"best trial {best.trial_id}: {shown} ({best.epochs_run} epochs) {best.params}")
     print(f"wrote {join(done.out, 'best.yaml')}, {join(done.out, 'trials.parquet')} ({done.trials} trials)")
     print(f"best checkpoint: {done.checkpoint or '(not retained)'}")
@@ -300,7 +300,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from ssl_tune.tune.report import HTML_FILE, report
 
     done = report(args.sweep, args.out, force=args.force)
-    shown = format_metric(done.best.metric, done.best.best_value)
+    shown = format_metric(done.best.metric, done.best.value)
     print(f"best trial {done.best.trial_id}: {shown} of {done.trials} trials")
     print(f"wrote {', '.join(done.files)} to {done.out}")
     print(f"open: {join(done.out, HTML_FILE)}")

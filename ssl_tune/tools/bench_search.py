@@ -223,7 +223,7 @@ class _Bench:
             searched = self._stage(f"sweep:{name}", search)
             sweep = load_sweep(str(sweep_dir))
             best = sweep.best()
-            row = StrategyResult(name, strategy.label, len(sweep.trials), sweep.trained_epochs, best.best_value)
+            row = StrategyResult(name, strategy.label, len(sweep.trials), sweep.trained_epochs, best.value)
             row.params, row.wall_s = dict(best.params), searched["wall_s"]
             with_default = i == 0  # (a): confirmed once, beside the first strategy's best
             same = confirmed.get(_params_key(best.params))

@@ -68,7 +68,7 @@ def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with
         raise UsageError(f"--top and --seeds must be positive (got {top} and {seeds})")
     if epochs is not None and epochs < 1:
         raise UsageError(f"--epochs must be positive, not {epochs}")
-    ranked = sorted(sweep.finished(), key=lambda t: t.best_value, reverse=True)
+    ranked = sorted(sweep.finished(), key=lambda t: t.value, reverse=True)
     if top > len(ranked):
         raise UsageError(f"--top {top} is more than the sweep's {len(ranked)} finished trial(s)")
     base = sweep.space.train_config({"method": sweep.space.method_choices()[0]}, sweep.data_dir)
@@ -109,7 +109,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
     from ssl_tune.tune.trial import TrialPlan
     from ssl_tune.tune.tuner import can_restore, new_tuner, restore_tuner
 
-    plan = TrialPlan.from_space(sweep.space, sweep.data_dir, confirm_dir, sweep.metric)
+    plan = TrialPlan.from_space(sweep.space, sweep.data_dir, confirm_dir)
     parameters = {"configs": [r.config for r in runs]}
     with ray_cluster(request.address, request.verbose):
         if not resume:  # once connected: a cluster that refuses the driver leaves nothing behind
@@ -133,7 +133,6 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
                 plan,
                 confirm_dir,
                 epochs=epochs,
-                final_eval=True,
                 verbose=request.verbose,
                 parameters=parameters,
                 callbacks=[*events, *trackers],

@@ -41,25 +41,24 @@ class TrialRecord:
     def epochs_run(self) -> int:
         return max((int(r.get("epoch", 0)) for r in self.results), default=0)
 
-    @property
-    def last_value(self) -> float | None:
-        """The selection metric at the trial's last epoch."""
-        return finite(self.results[-1].get(self.metric)) if self.results else None
-
     def value_at(self, epoch: int) -> float | None:
         """The selection metric at `epoch` (0: the random network), None where the trial has no such row."""
         return next((finite(r.get(self.metric)) for r in self.results if int(r.get("epoch", -1)) == epoch), None)
 
-    def _trained_rows(self) -> list[dict[str, Any]]:
-        """Rows of trained epochs: epoch 0 (the random network) is measured as a baseline, never chosen."""
-        return [r for r in self.results if int(r.get("epoch", 0)) > 0 and finite(r.get(self.metric)) is not None]
+    @property
+    def last_trained(self) -> dict[str, Any] | None:
+        """The row of the trial's last trained epoch (epoch 0, the random network, is a baseline, never chosen)."""
+        return next((r for r in reversed(self.results) if int(r.get(EPOCH, 0)) > 0), None)
 
     @property
-    def best_value(self) -> float | None:
-        """The selection metric at the epoch whose checkpoint the trial keeps (the best two by this metric are
-        kept): the validation metric's maximum over trained epochs, never a test number."""
-        values = [r[self.metric] for r in self._trained_rows()]
-        return max(values) if values else None
+    def value(self) -> float | None:
+        """The trial's value, the one every part of a sweep uses: the selection metric at its last trained epoch
+        (None if it has none, or it is not finite). Optuna is told it, ASHA compares it at the rungs, and the
+        summary, `export` and `confirm` rank by it; its checkpoint is the trial's last (`checkpoint`). The last
+        epoch, not the best one: a recipe's schedule ends there, it is the model `confirm` retrains, and a
+        maximum over epochs on the same validation images would be biased upward."""
+        row = self.last_trained
+        return finite(row.get(self.metric)) if row is not None else None
 
     def checkpoint_of(self, row: dict[str, Any]) -> str | None:
         """Where a result row's checkpoint was kept: in the trial's folder (a trial that trained in its own
@@ -69,17 +68,11 @@ class TrialRecord:
         return row.get("checkpoint_path") or None
 
     @property
-    def best_checkpoint(self) -> str | None:
-        """The retained checkpoint with the best selection metric (the best two are kept)."""
-        ranked = sorted(
-            (r for r in self._trained_rows() if self.checkpoint_of(r)),
-            key=lambda r: r[self.metric],
-            reverse=True,
-        )
-        for row in ranked:
-            if exists(path := self.checkpoint_of(row)):
-                return path
-        return None
+    def checkpoint(self) -> str | None:
+        """The checkpoint of the trial's last trained epoch, whose metric is its `value` (the latest two are kept)."""
+        row = self.last_trained
+        path = self.checkpoint_of(row) if row is not None and self.value is not None else None
+        return path if path and exists(path) else None
 
 
 @dataclass
@@ -102,13 +95,13 @@ class SweepRecord:
 
     def finished(self) -> list[TrialRecord]:
         """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
-        return [t for t in self.trials if t.status.finished_normally and t.best_value is not None]
+        return [t for t in self.trials if t.status.finished_normally and t.value is not None]
 
     def best(self) -> TrialRecord:
         done = self.finished()
         if not done:
             raise UsageError(f"sweep {self.sweep_dir} has no finished trial yet")
-        return max(done, key=lambda t: t.best_value)
+        return max(done, key=lambda t: t.value)
 
     @property
     def metric(self) -> str:
@@ -131,15 +124,15 @@ class SweepRecord:
             lines.append(f"random network (epoch 0): {format_metric(metric, start)}")
         default = self.default_trial()
         gains = []
-        if default is not None and default.best_value is not None:
+        if default is not None and default.value is not None:
             note = f"trial {default.trial_id}, {default.status.value} at epoch {default.epochs_run}"
             if default.epochs_run < best.epochs_run and (same_epoch := best.value_at(default.epochs_run)) is not None:
                 note += f"; the best trial had {format_metric(metric, same_epoch)} then"
-            lines.append(f"default recipe: {format_metric(metric, default.best_value)} ({note})")
-            gains.append(f"{_points(metric, best.best_value - default.best_value)} over the default")
+            lines.append(f"default recipe: {format_metric(metric, default.value)} ({note})")
+            gains.append(f"{_points(metric, best.value - default.value)} over the default")
         if start is not None:
-            gains.append(f"{_points(metric, best.best_value - start)} over epoch 0")
-        shown = f"best trial {best.trial_id}: {format_metric(metric, best.best_value)}"
+            gains.append(f"{_points(metric, best.value - start)} over epoch 0")
+        shown = f"best trial {best.trial_id}: {format_metric(metric, best.value)}"
         lines.append(shown + (f" ({', '.join(gains)})" if gains else ""))
         lines.append(f"  with {best.params}")
         return lines

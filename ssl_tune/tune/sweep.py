@@ -73,7 +73,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
     from ssl_tune.tune.tuner import new_tuner, restore_tuner
 
     space, sweep_dir, s = sweep.space, sweep.sweep_dir, sweep.space.sweep
-    plan = TrialPlan.from_space(space, sweep.data_dir, sweep_dir, sweep.metric)
+    plan = TrialPlan.from_space(space, sweep.data_dir, sweep_dir)
     resources = cluster_resources()
     if s.gpus_per_trial and not resources.get("GPU"):  # a local cluster without one was refused by the checks
         print("note: the cluster has no GPU now; trials wait until the autoscaler adds GPU nodes")
@@ -93,7 +93,6 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
         plan,
         sweep_dir,
         epochs=max_epochs,
-        final_eval=False,
         verbose=request.verbose,
         callbacks=callbacks,
         stop=EpochBudget(s.budget_epochs, sweep_dir) if s.budget_epochs else None,

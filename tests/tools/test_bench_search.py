@@ -158,7 +158,7 @@ def test_benchmark_end_to_end_at_equal_budgets(tmp_path, cifar_dir):
         assert rows[name].search_epochs == sweep.trained_epochs
         assert abs(sweep.trained_epochs - report.budget_epochs) <= report.max_epochs, name
         # the selected trial is the sweep's best on validation, and its confirm ran on the test split
-        assert rows[name].best_val == sweep.best().best_value
+        assert rows[name].best_val == sweep.best().value
         assert len(rows[name].test_knn) == 1 and 0.0 < rows[name].test_knn[0] <= 1.0
         assert sweep.space.sweep.searcher == STRATEGIES[name].searcher
         # a restored budget counts the epochs already in the sweep's files
