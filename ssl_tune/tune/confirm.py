@@ -6,7 +6,9 @@ decision is made. Each run is a Ray Train run inside a Tune trial on the same cl
 interrupted confirm resumes: run the same command again, and finished runs are not rerun.
 
 <sweep>/confirm/ holds runs.yaml (what was asked), Tune's trial folders, train/ (checkpoints),
-confirm.parquet (a row per run) and confirm.md (mean ± std per config, beside the default recipe).
+confirm.parquet (a row per run) and confirm.md (mean ± std per config, beside the default recipe). With the
+default recipe (--with-default), each config is compared with it seed by seed (`ssl_tune.stats`): the per-seed
+differences, their mean and 95 % paired t interval, and "better" only when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import yaml
 
 from ssl_tune.config import TrainConfig, build_config
 from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.stats import PairedDifference, paired_difference
 from ssl_tune.storage import absolute, exists, join, read_text, write_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
 from ssl_tune.tune.cluster import cluster_resources, concurrency, ray_cluster
@@ -30,6 +33,7 @@ TRACKING_FILE = "tracking.yaml"  # the trackers it started with: a resume keeps 
 TABLE_FILE, REPORT_FILE = "confirm.parquet", "confirm.md"
 DEFAULT_LABEL = "default"
 EVAL_KEYS = ("test_knn_acc", "probe_top1", "probe_top5")
+COMPARED_KEYS = ("test_knn_acc", "probe_top1")  # compared with the default recipe, seed by seed
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
         row = {"label": run.label, "seed": run.seed, "epochs": int(metrics["epoch"])}
         row["params"] = yaml.safe_dump(run.params).strip()
         rows.append(row | {k: float(metrics[f"{EVAL_PREFIX}{k}"]) for k in EVAL_KEYS})
+    rows = with_default_differences(rows)
     table = markdown_table(rows, sweep.metric)
     _write_outputs(confirm_dir, rows, table)
     return ConfirmResult(confirm_dir, rows, table)
@@ -173,6 +178,37 @@ def _config_name(label: str) -> str:
 
 def _run_name(trial: Any) -> str:
     return f"run-{trial.config['run']}-{trial.trial_id}"
+
+
+def versus_default(rows: list[dict[str, Any]], label: str, key: str) -> PairedDifference | None:
+    """Config `label` against the default recipe on `key`, paired by seed (the seeds both ran); None without the
+    default, or for the default itself."""
+    if label == DEFAULT_LABEL:
+        return None
+    default = {r["seed"]: r[key] for r in rows if r["label"] == DEFAULT_LABEL}
+    config = {r["seed"]: r[key] for r in rows if r["label"] == label and r["seed"] in default}
+    if not config:
+        return None
+    seeds = sorted(config)
+    return paired_difference([config[s] for s in seeds], [default[s] for s in seeds])
+
+
+def with_default_differences(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """confirm.parquet's rows, each with its difference from the default recipe's run of the same seed
+    (`<key>_vs_default`), and its config's mean difference, 95 % interval and verdict (`<key>_vs_default_mean`,
+    `_low`, `_high`, `_verdict`): null for the default recipe's rows, and all rows without --with-default."""
+    defaults = {r["seed"]: r for r in rows if r["label"] == DEFAULT_LABEL}
+    out = []
+    for row in rows:
+        row = dict(row)
+        for key in COMPARED_KEYS:
+            diff = versus_default(rows, row["label"], key)
+            paired = diff is not None and row["seed"] in defaults
+            row[f"{key}_vs_default"] = row[key] - defaults[row["seed"]][key] if paired else None
+            for name in ("mean", "low", "high", "verdict"):
+                row[f"{key}_vs_default_{name}"] = getattr(diff, name) if diff is not None else None
+        out.append(row)
+    return out
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
@@ -194,6 +230,20 @@ def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
         name = "default recipe" if label == DEFAULT_LABEL else f"trial {label}"
         params = group[0]["params"].replace("\n", "; ") if group[0]["params"] != "{}" else ""
         lines.append(f"| {name} | {len(group)} | {group[0]['epochs']} | {' | '.join(cells)} | {params} |")
+    compared = {label: [versus_default(rows, label, key) for key in COMPARED_KEYS] for label in labels}
+    compared = {label: diffs for label, diffs in compared.items() if None not in diffs}
+    if compared:
+        lines += [
+            "",
+            "Against the default recipe, seed by seed (config − default, same seeds): the mean difference and its 95 %",
+            "paired t interval; better only when the interval excludes 0.",
+            "",
+            "| config | test kNN vs default | linear probe top-1 vs default |",
+            "|---|---|---|",
+        ]
+        for label, diffs in compared.items():
+            cells = [diff.describe() for diff in diffs if diff is not None]
+            lines.append(f"| {_config_name(label)} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
