@@ -19,6 +19,7 @@ SELECTION_METRICS = (VAL_KNN, RANKME)  # what a sweep may select on (ASHA, Optun
 SELECTION_METRIC, SELECTION_MODE = VAL_KNN, "max"  # the default; both metrics are maximised
 EPOCH = "epoch"
 STATUS = "status"
+KNN_QUERIES = "knn_queries"  # how many images a kNN accuracy is measured on
 
 
 class TrialStatus(str, Enum):
@@ -68,6 +69,7 @@ class EpochMetrics:
     embedding_rank: float | None = None
     weight_norm: float | None = None
     skipped_images: int | None = None  # corrupt images a streamed epoch left out, on all ranks (skip_corrupt)
+    knn_queries: int | None = None  # the images the kNN accuracy is measured on (its binomial standard error's n)
     extras: dict[str, float] = field(default_factory=dict)  # a method's own signals, e.g. teacher_entropy
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,13 +7,24 @@ sweep.yaml, and the `trial_end.json` marker that `TrialRecorder` writes when a t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ssl_tune.errors import UsageError
-from ssl_tune.metrics import EPOCH, SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
+from ssl_tune.metrics import (
+    EPOCH,
+    KNN_QUERIES,
+    SELECTION_METRIC,
+    STATUS,
+    TrialStatus,
+    finite,
+    format_metric,
+    is_accuracy,
+    scaled,
+)
 from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text, split
 from ssl_tune.tune.space import SearchSpace, is_point
 
@@ -40,6 +51,18 @@ class TrialRecord:
     @property
     def epochs_run(self) -> int:
         return max((int(r.get("epoch", 0)) for r in self.results), default=0)
+
+    def peak(self) -> tuple[int, float]:
+        """The trained epoch with the highest selection metric, and that value (shown beside the trial's value;
+        never used to select: a maximum over epochs is biased upward). Raises ValueError if it has none."""
+        rows = [
+            (int(r[EPOCH]), v)
+            for r in self.results
+            if int(r.get(EPOCH, 0)) > 0 and (v := finite(r.get(self.metric))) is not None
+        ]
+        if not rows:
+            raise ValueError(f"trial {self.trial_id} has no trained epoch")
+        return max(rows, key=lambda row: row[1])
 
     def value_at(self, epoch: int) -> float | None:
         """The selection metric at `epoch` (0: the random network), None where the trial has no such row."""
@@ -116,26 +139,61 @@ class SweepRecord:
 
     def summary(self) -> list[str]:
         """How the sweep did, in a few lines read from its files: the random network (epoch 0), the default recipe
-        (with `try_default`) and the best trial, with the gains between them."""
+        (with `try_default`) and the best trial, compared at equal epochs (their last common epoch, and the best
+        epoch of each), "within noise" when a gap is below the validation split's binomial standard error, and
+        `confirm` named as the unbiased test (the best trial is a maximum over trials on the same images)."""
         best, metric = self.best(), self.metric
         lines = []
         start = best.value_at(0)
         if start is not None:
             lines.append(f"random network (epoch 0): {format_metric(metric, start)}")
         default = self.default_trial()
-        gains = []
+        gains, comparison = [], []
         if default is not None and default.value is not None:
             note = f"trial {default.trial_id}, {default.status.value} at epoch {default.epochs_run}"
-            if default.epochs_run < best.epochs_run and (same_epoch := best.value_at(default.epochs_run)) is not None:
-                note += f"; the best trial had {format_metric(metric, same_epoch)} then"
             lines.append(f"default recipe: {format_metric(metric, default.value)} ({note})")
-            gains.append(f"{_points(metric, best.value - default.value)} over the default")
+            common = min(best.epochs_run, default.epochs_run)
+            best_then, default_then = best.value_at(common), default.value_at(common)
+            if best_then is not None and default_then is not None:
+                where = "" if common == best.epochs_run == default.epochs_run else f" at epoch {common}"
+                gains.append(self._gap(best, best_then, default_then, f"over the default{where}"))
+            (best_epoch, best_peak), (default_epoch, default_peak) = best.peak(), default.peak()
+            comparison.append(
+                f"  best epochs: {format_metric(metric, best_peak)} (epoch {best_epoch}) against the default's "
+                f"{format_metric(metric, default_peak)} (epoch {default_epoch}): "
+                + self._gap(best, best_peak, default_peak, "")
+            )
         if start is not None:
             gains.append(f"{_points(metric, best.value - start)} over epoch 0")
         shown = f"best trial {best.trial_id}: {format_metric(metric, best.value)}"
-        lines.append(shown + (f" ({', '.join(gains)})" if gains else ""))
+        lines.append(shown + (f" ({'; '.join(gains)})" if gains else ""))
         lines.append(f"  with {best.params}")
+        lines += comparison
+        lines.append(
+            "  the best trial is the maximum over trials on these validation images, so its gain is biased upward; "
+            f"the unbiased test: ssl-tune confirm --sweep {self.sweep_dir} --top 1 --seeds 3 --with-default"
+        )
         return lines
+
+    def _gap(self, trial: TrialRecord, value: float, other: float, what: str) -> str:
+        """'+1.2 points over the default', then ': within noise (...)' when the gap is below the validation split's
+        binomial standard error at their mean accuracy (`trial`'s rows say how many images it has)."""
+        gap = " ".join(filter(None, (_points(self.metric, value - other), what)))
+        error = binomial_error((value + other) / 2, (trial.last_trained or {}).get(KNN_QUERIES))
+        if not is_accuracy(self.metric) or error is None or abs(value - other) >= error:
+            return gap
+        return f"{gap}: within noise, below the validation split's standard error of {scaled(self.metric, error):.1f}"
+
+
+def binomial_error(accuracy: float, images: int | None) -> float | None:
+    """The binomial standard error √(p(1−p)/n) of an accuracy p measured on n images (None without n).
+
+    >>> round(binomial_error(0.25, 1000), 4)
+    0.0137
+    """
+    if not images:
+        return None
+    return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
 def _points(metric: str, delta: float) -> str:

@@ -68,8 +68,12 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     summary = sweep.summary()
     assert summary[1].startswith(f"default recipe: val_knn_acc {100 * default.value:.2f}%")
     best = sweep.best()
-    gain = 100 * (best.value - default.value)
+    common = min(best.epochs_run, default.epochs_run)  # compared at equal epochs
+    gain = 100 * (best.value_at(common) - default.value_at(common))
     assert f"best trial {best.trial_id}: val_knn_acc {100 * best.value:.2f}% ({gain:+.1f} points" in summary[2]
+    assert "the unbiased test: ssl-tune confirm" in summary[-1]
+    # each epoch says how many validation images its kNN accuracy is measured on (the summary's standard error)
+    assert {r["knn_queries"] for t in sweep.trials for r in t.results} == {TINY_FIXED["val_size"]}
     assert "\n".join(summary) in stdout
     assert "tensorboard --logdir" in stdout and "ssl-tune export" in stdout and "ssl-tune confirm" in stdout
     # one compact line per trial event, not Ray's status tables
