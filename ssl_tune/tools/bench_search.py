@@ -14,7 +14,8 @@ interval, `ssl_tune.stats`; a target is met only when the interval's lower bound
 ASHA's premise on the trials run to the end: the Spearman correlation between each rung's validation kNN and the
 last epoch's.
 
-Everything lands in `--out`: one sweep per strategy (`sweeps/<method>-<strategy>`, confirm inside), `state.json`
+Everything lands in `--out`: one sweep per strategy (`sweeps/<method>-<strategy>`, confirm inside), `curves.parquet`
+(every epoch of every trial of every strategy, its `strategy` column first), `state.json`
 (finished stages and their wall time) and the report, `search_quality.json` and `search_quality.md`. Run the same
 command again to resume: finished stages are kept, an interrupted sweep or confirm resumes.
 """
@@ -38,6 +39,7 @@ from ssl_tune.errors import UsageError
 from ssl_tune.stats import TOO_WIDE, PairedDifference, paired_difference
 from ssl_tune.storage import write_text
 from ssl_tune.tune.confirm import DEFAULT_LABEL
+from ssl_tune.tune.curves import curve_rows, curves_table, write_curves
 from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import SearchSpace, load_space
 
@@ -154,6 +156,10 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
         request.method, request.preset, bench.trials * bench.max_epochs, bench.max_epochs, bench.seeds, rows,
         rung_correlation(sweeps, bench.space, bench.max_epochs), bench.stages_wall_s(),
     )  # fmt: skip
+    rows_by_strategy = [
+        {"strategy": n, **r} for n, s in zip(request.strategies, sweeps, strict=True) for r in curve_rows(s)
+    ]
+    write_curves(str(bench.out), curves_table(rows_by_strategy, first=("strategy",)))
     write_text(str(bench.out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
     write_text(str(bench.out / f"{REPORT}.md"), format_report(report))
     return report

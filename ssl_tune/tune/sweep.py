@@ -4,8 +4,9 @@ its own (reused) process, or through Ray Train when it has several workers.
 Everything the user gave is checked before Ray starts (`checks.py`). The sweep directory <storage>/<name>/ holds
 Tune's experiment state and trial directories (params.json, result.json, TensorBoard events),
 `sweep.yaml` (the space and settings, for --resume and export), the Optuna journal, ASHA's rungs
-(`asha_state.json`), each trial's checkpoints in its folder, and `train/trial-<id>/` with the Ray Train
-checkpoints of multi-worker trials.
+(`asha_state.json`), each trial's checkpoints in its folder, `train/trial-<id>/` with the Ray Train
+checkpoints of multi-worker trials, and `curves.parquet` (every epoch of every trial, rewritten when the driver
+ends).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SweepResult:
 
 def run_sweep(request: SweepRequest) -> SweepResult:
     """Run (or resume) a sweep to completion; returns a summary of the best trial."""
+    from ssl_tune.tune.curves import curve_rows, curves_table, write_curves
     from ssl_tune.tune.searcher import sync_optuna_journal
 
     sweep = check_sweep(request)
@@ -50,6 +52,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
         finally:
             _record_session(sweep.sweep_dir, started, limit or sweep.space.sweep.num_samples)
             sync_optuna_journal(sweep.sweep_dir, sweep.name)  # the final copy, past the searcher's throttle
+            write_curves(sweep.sweep_dir, curves_table(curve_rows(load_sweep(sweep.sweep_dir))))
     s = sweep.space.sweep
     spent_budget = s.budget_epochs is not None and load_sweep(sweep.sweep_dir).trained_epochs >= s.budget_epochs
     if results.num_terminated + results.num_errors < s.num_samples and not spent_budget:

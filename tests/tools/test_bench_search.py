@@ -26,6 +26,7 @@ from ssl_tune.tune.budget import EpochBudget
 from ssl_tune.tune.results import SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import SearchSpace
 from tests.helpers import TINY_FIXED
+from tests.tune.test_curves import assert_curves_match_the_trials
 
 
 def test_spearman_ranks_with_ties():
@@ -172,6 +173,7 @@ def test_benchmark_end_to_end_at_equal_budgets(tmp_path, cifar_dir):
         assert sweep.space.sweep.searcher == STRATEGIES[name].searcher
         # a restored budget counts the epochs already in the sweep's files
         assert EpochBudget(report.budget_epochs, sweep.sweep_dir).spent == sweep.trained_epochs
+        assert_curves_match_the_trials(Path(sweep.sweep_dir), tmp_path / "bench" / "curves.parquet", name)
     assert len(rows["default"].test_knn) == 1
     table = (tmp_path / "bench" / "search_quality.md").read_text()
     assert "| (a) default recipe |" in table and "| (d) TPE + ASHA | 2 | 2 |" in table

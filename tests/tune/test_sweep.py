@@ -27,6 +27,7 @@ from ssl_tune.tune.confirm import REPORT_FILE as CONFIRM_REPORT
 from ssl_tune.tune.confirm import TABLE_FILE as CONFIRM_TABLE
 from ssl_tune.tune.results import END_FILE, load_sweep
 from tests.helpers import REPO, TINY_FIXED, run_cli, sweep_cmd, write_space
+from tests.tune.test_curves import assert_curves_match_the_trials
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster or trains for several epochs
 
@@ -74,6 +75,7 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     assert "the unbiased test: ssl-tune confirm" in summary[-1]
     # each epoch says how many validation images its kNN accuracy is measured on (the summary's standard error)
     assert {r["knn_queries"] for t in sweep.trials for r in t.results} == {TINY_FIXED["val_size"]}
+    assert_curves_match_the_trials(sweep_dir)  # the sweep's curves.parquet: every epoch of every trial
     assert "\n".join(summary) in stdout
     assert "tensorboard --logdir" in stdout and "ssl-tune export" in stdout and "ssl-tune confirm" in stdout
     # one compact line per trial event, not Ray's status tables
