@@ -131,6 +131,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "--early-stopping", choices=["asha", "none"], help="asha (the default) or none: every trial runs out"
     )
     p.add_argument("--budget-epochs", type=int, help="stop the sweep once its trials trained this many epochs")
+    p.add_argument("--budget-seconds", type=float, help="stop the sweep once its trials spent this many trial-seconds")
     p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/r of the trials at each rung")
     p.add_argument(
@@ -179,6 +180,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "searcher": args.searcher,
             "early_stopping": args.early_stopping,
             "budget_epochs": args.budget_epochs,
+            "budget_seconds": args.budget_seconds,
         },
         asha={
             "grace_period": args.grace_period,
@@ -447,6 +449,7 @@ def _bench_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the benchmark's folder: sweeps, state and report")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"default {','.join(STRATEGIES)}")
     p.add_argument("--budget-trials", type=int, help="budget in whole trials (x the space's epochs)")
+    p.add_argument("--budget-seconds", type=float, help="budget in trial-seconds (start-up, evaluation, training)")
     p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
     p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -465,6 +468,7 @@ def _run_bench_search(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
         budget_trials=args.budget_trials,
+        budget_seconds=args.budget_seconds,
         seeds=args.seeds,
         overrides=tuple(args.overrides),
         space=args.space,

@@ -1,7 +1,9 @@
 """`ssl-tune bench-search`: does the search find a better model than the default recipe, at equal compute?
 
-For one method and its preset's space it runs, with the same seed and the same compute budget (epochs trained,
-summed over trials):
+For one method and its preset's space it runs, with the same seed and the same compute budget, summed over trials:
+epochs trained (`--budget-trials` whole trials), or trial-seconds (`--budget-seconds`: start-up, evaluation and
+training, `tune/budget.py`). Every strategy runs trials until its budget is spent, so one whose trials end early
+(diverged, or stopped by ASHA) tops up with more; the report shows both measures for every strategy:
 
 - (b) `random`: random search, every trial run to the end;
 - (c) `tpe`: Optuna's TPE, every trial run to the end;
@@ -91,6 +93,7 @@ class SearchBenchRequest:
     data_dir: str | None = None
     strategies: tuple[str, ...] = tuple(STRATEGIES)
     budget_trials: int | None = None  # default: the preset's
+    budget_seconds: float | None = None  # a budget in trial-seconds instead of epochs
     seeds: int | None = None  # default: the preset's
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE over the space's fixed settings
     space: str | None = None  # default: <preset's folder>/<method>.yaml
@@ -106,6 +109,7 @@ class StrategyResult:
     label: str
     trials: int = 0
     search_epochs: int = 0  # compute spent searching: epochs trained, summed over trials
+    search_seconds: float = 0.0  # ... and trial-seconds (start-up, evaluation and training), summed over trials
     best_val: float | None = None  # the selected trial's validation kNN (what the sweep selected on)
     params: dict[str, Any] = field(default_factory=dict)
     test_knn: list[float] = field(default_factory=list)  # one per confirm seed, in the order of `seeds`
@@ -120,7 +124,8 @@ class StrategyResult:
 class SearchBenchReport:
     method: str
     preset: str
-    budget_epochs: int
+    budget_epochs: int | None  # the budget: epochs, or
+    budget_seconds: float | None  # trial-seconds
     max_epochs: int
     seeds: int
     rows: list[StrategyResult]
@@ -138,6 +143,10 @@ def check_request(request: SearchBenchRequest) -> SearchSpace:
     for name, value in (("--budget-trials", request.budget_trials), ("--seeds", request.seeds)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, not {value}")
+    if request.budget_seconds is not None and not 0 < request.budget_seconds <= 1e9:
+        raise UsageError(f"--budget-seconds must be positive, not {request.budget_seconds:g}")
+    if request.budget_seconds is not None and request.budget_trials is not None:
+        raise UsageError("give the budget in one measure: --budget-trials or --budget-seconds")
     preset = PRESETS[request.preset]
     path = Path(request.space or Path(preset.spaces) / f"{request.method}.yaml")
     if not path.is_file():
@@ -153,8 +162,8 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
         rows = bench.run()
     sweeps = [load_sweep(str(bench.sweep_dir(n))) for n in request.strategies]
     report = SearchBenchReport(
-        request.method, request.preset, bench.trials * bench.max_epochs, bench.max_epochs, bench.seeds, rows,
-        rung_correlation(sweeps, bench.space, bench.max_epochs), bench.stages_wall_s(),
+        request.method, request.preset, bench.budget_epochs, request.budget_seconds, bench.max_epochs, bench.seeds,
+        rows, rung_correlation(sweeps, bench.space, bench.max_epochs), bench.stages_wall_s(),
     )  # fmt: skip
     rows_by_strategy = [
         {"strategy": n, **r} for n, s in zip(request.strategies, sweeps, strict=True) for r in curve_rows(s)
@@ -186,6 +195,7 @@ class _Bench:
         self.max_epochs = space.asha.max_epochs or build_config(space.base_layer(request.data_dir), self.fixed).epochs
         self.trials = request.budget_trials or self.preset.budget_trials
         self.seeds = request.seeds or self.preset.seeds
+        self.budget_epochs = None if request.budget_seconds else self.trials * self.max_epochs
         self.stack = ExitStack()
         self._cluster_open = False
 
@@ -225,7 +235,7 @@ class _Bench:
                     name=sweep_dir.name,
                     data_dir=request.data_dir,
                     resume=(sweep_dir / SWEEP_FILE).exists(),
-                    settings=_sweep_settings(strategy, self.space, self.trials, self.max_epochs),
+                    settings=_sweep_settings(strategy, self.trials, self.max_epochs, request.budget_seconds),
                     fixed=self.fixed,
                 )
                 return {}
@@ -233,7 +243,9 @@ class _Bench:
             searched = self._stage(f"sweep:{name}", search)
             sweep = load_sweep(str(sweep_dir))
             best = sweep.best()
-            row = StrategyResult(name, strategy.label, len(sweep.trials), sweep.trained_epochs, best.value)
+            row = StrategyResult(
+                name, strategy.label, len(sweep.trials), sweep.trained_epochs, sweep.trial_seconds, best.value
+            )
             row.params, row.wall_s = dict(best.params), searched["wall_s"]
             with_default = i == 0  # (a): confirmed once, beside the first strategy's best
             same = confirmed.get(_params_key(best.params))
@@ -258,19 +270,17 @@ class _Bench:
         return rows
 
 
-def _sweep_settings(strategy: Strategy, space: SearchSpace, trials: int, max_epochs: int) -> dict[str, Any]:
-    """Equal compute: `budget` epochs for every strategy. Without early stopping that is `trials` whole trials;
-    with ASHA, trials until the budget is spent (each trains at least the grace period)."""
-    budget = trials * max_epochs
-    settings: dict[str, Any] = {
-        "searcher": strategy.searcher,
-        "early_stopping": strategy.early_stopping,
-        "budget_epochs": budget,
-        "num_samples": trials,
-    }
-    if strategy.early_stopping == "asha":
-        settings["num_samples"] = math.ceil(budget / min(space.asha.grace_period, max_epochs))
-    return settings
+def _sweep_settings(
+    strategy: Strategy, trials: int, max_epochs: int, budget_seconds: float | None = None
+) -> dict[str, Any]:
+    """Equal compute for every strategy: `trials` x `max_epochs` epochs, or `budget_seconds` trial-seconds. Each
+    runs trials until its budget is spent: num_samples only caps them, as many as the budget could pay for if
+    every trial ended after one epoch (a trial diverges, ASHA stops it), so a strategy whose trials end early
+    tops up with more instead of underspending."""
+    settings: dict[str, Any] = {"searcher": strategy.searcher, "early_stopping": strategy.early_stopping}
+    if budget_seconds is not None:
+        return settings | {"budget_seconds": budget_seconds, "num_samples": 2 * trials * max_epochs}
+    return settings | {"budget_epochs": trials * max_epochs, "num_samples": trials * max_epochs}
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -372,11 +382,12 @@ def format_report(report: SearchBenchReport) -> str:
     lines = [
         f"# Search quality: {report.method}, preset {report.preset}",
         "",
-        f"Budget per strategy: {report.budget_epochs} epochs (trials x {report.max_epochs} epochs), selection on "
-        f"the validation split; confirmed with {report.seeds} fresh seeds on the test split.",
+        f"Budget per strategy: {_budget(report)}, every strategy topping up with trials until it is spent; "
+        f"selection on the validation split; confirmed with {report.seeds} fresh seeds on the test split. Search "
+        "compute in both measures: epochs trained, and trial-seconds (start-up, evaluation and training).",
         "",
-        "| strategy | trials | search epochs | best val kNN | test kNN (confirmed) | vs default (paired by seed) "
-        "| linear probe top-1 |",
+        "| strategy | trials | search epochs | search trial-seconds | best val kNN | test kNN (confirmed) "
+        "| vs default (paired by seed) | linear probe top-1 |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -387,7 +398,9 @@ def format_report(report: SearchBenchReport) -> str:
         knn = _mean_std(r.test_knn) + (f" (same config as {r.same_config_as})" if r.same_config_as else "")
         trials = str(r.trials) if r is not default else "-"
         epochs = str(r.search_epochs) if r is not default else "0"
-        lines.append(f"| {r.label} | {trials} | {epochs} | {val} | {knn} | {gain} | {_mean_std(r.probe_top1)} |")
+        seconds = f"{r.search_seconds:.0f}" if r is not default else "0"
+        cells = (r.label, trials, epochs, seconds, val, knn, gain, _mean_std(r.probe_top1))
+        lines.append(f"| {' | '.join(cells)} |")
     lines += ["", "ASHA's premise: Spearman between an epoch's validation kNN and the last epoch's, over the trials"]
     lines += ["that the strategies without early stopping ran to the end:", ""]
     lines += ["| epoch | ASHA rung | trials | Spearman |", "|---|---|---|---|"]
@@ -396,6 +409,12 @@ def format_report(report: SearchBenchReport) -> str:
         lines.append(f"| {c['epoch']} | {'yes' if c.get('rung') else ''} | {c['trials']} | {rho} |")
     lines += ["", *targets(report), *_separation(report), "", f"wall time: {report.wall_s / 60:.1f} min"]
     return "\n".join(lines) + "\n"
+
+
+def _budget(report: SearchBenchReport) -> str:
+    if report.budget_seconds is not None:
+        return f"{report.budget_seconds:.0f} trial-seconds"
+    return f"{report.budget_epochs} epochs ({report.max_epochs}-epoch trials)"
 
 
 def targets(report: SearchBenchReport) -> list[str]:

@@ -18,15 +18,14 @@ import pyarrow.parquet as pq
 
 from ssl_tune.metrics import EPOCH, STATUS
 from ssl_tune.storage import join, write_bytes
-from ssl_tune.tune.results import SweepRecord
+from ssl_tune.tune.results import TOTAL_KEY, SweepRecord
 
 CURVES_FILE = "curves.parquet"
-SECONDS = "time_total_s"  # Tune's: the trial's wall time up to this report, its restarts included
 # Tune's bookkeeping in result.json, not the epoch's metrics
 TUNE_KEYS = frozenset(
     {
         "timestamp", "done", "should_checkpoint", "training_iteration", "trial_id", "date", "time_this_iter_s",
-        SECONDS, "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
+        TOTAL_KEY, "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
         "checkpoint_dir_name", "checkpoint_path",
     }
 )  # fmt: skip
@@ -46,7 +45,7 @@ def curve_rows(sweep: SweepRecord) -> list[dict[str, Any]]:
                 "config": config,
                 "seed": seed,
                 EPOCH: int(result[EPOCH]),
-                "seconds": _number(result.get(SECONDS)),
+                "seconds": _number(result.get(TOTAL_KEY)),
                 STATUS: result.get(STATUS),
             }
             for key, value in result.items():

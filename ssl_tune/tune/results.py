@@ -32,6 +32,8 @@ SWEEP_FILE = "sweep.yaml"
 END_FILE = "trial_end.json"
 SESSIONS_FILE = "sessions.json"  # each run of the sweep driver (a resume adds one): when, and how many trial slots
 TRIAL_PREFIX = "trial-"
+STARTUP_KEY = "startup_process_s"  # a trial that started its process: the spawn and imports before Tune's clock
+TOTAL_KEY = "time_total_s"  # Tune's: the trial's wall time up to a report, from the trainable's start
 
 
 @dataclass
@@ -67,6 +69,11 @@ class TrialRecord:
     def value_at(self, epoch: int) -> float | None:
         """The selection metric at `epoch` (0: the random network), None where the trial has no such row."""
         return next((finite(r.get(self.metric)) for r in self.results if int(r.get("epoch", -1)) == epoch), None)
+
+    @property
+    def seconds(self) -> float:
+        """The trial-seconds it spent: start-up, evaluation and training (`trial_seconds`)."""
+        return trial_seconds(self.results)
 
     @property
     def last_trained(self) -> dict[str, Any] | None:
@@ -115,6 +122,11 @@ class SweepRecord:
     def trained_epochs(self) -> int:
         """The epochs its trials trained, summed (epoch 0 not counted): the compute `sweep.budget_epochs` caps."""
         return sum(t.epochs_run for t in self.trials)
+
+    @property
+    def trial_seconds(self) -> float:
+        """The trial-seconds its trials spent, summed: the compute `sweep.budget_seconds` caps."""
+        return sum(t.seconds for t in self.trials)
 
     def finished(self) -> list[TrialRecord]:
         """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
@@ -194,6 +206,17 @@ def binomial_error(accuracy: float, images: int | None) -> float | None:
     if not images:
         return None
     return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+def trial_seconds(rows: list[dict[str, Any]]) -> float:
+    """A trial's trial-seconds from its reports in order (result.json): start-up, evaluation and training.
+
+    >>> trial_seconds([{"epoch": 0, "startup_process_s": 9.0, "time_total_s": 0.5}, {"epoch": 1, "time_total_s": 3.0}])
+    12.0
+    """
+    if not rows:
+        return 0.0
+    return float(rows[0].get(STARTUP_KEY) or 0.0) + float(rows[-1].get(TOTAL_KEY) or 0.0)
 
 
 def _points(metric: str, delta: float) -> str:

@@ -10,7 +10,7 @@ A file has four sections:
     asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs); max_epochs is the
                   trials' length: it sets their `epochs`, so their lr and momentum schedules end with it
     sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures,
-                  searcher (tpe|random), early_stopping (asha|none), budget_epochs, try_default, ...
+                  searcher (tpe|random), early_stopping (asha|none), budget_epochs, budget_seconds, try_default, ...
 
 A distribution is `{type: loguniform|uniform|int|categorical, low, high, step, log, choices}`.
 """
@@ -140,6 +140,13 @@ class SweepSettings(Settings):
         le=1_000_000_000,
         description="stop the sweep, running trials included, once its trials have trained this many epochs in "
         "all (epoch 0 not counted); num_samples still caps the trials",
+    )
+    budget_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=1e9,
+        description="stop the sweep, running trials included, once its trials have spent this many trial-seconds "
+        "in all (start-up, evaluation and training; budget.py); num_samples still caps the trials",
     )
 
     @model_validator(mode="after")

@@ -54,7 +54,9 @@ def run_sweep(request: SweepRequest) -> SweepResult:
             sync_optuna_journal(sweep.sweep_dir, sweep.name)  # the final copy, past the searcher's throttle
             write_curves(sweep.sweep_dir, curves_table(curve_rows(load_sweep(sweep.sweep_dir))))
     s = sweep.space.sweep
-    spent_budget = s.budget_epochs is not None and load_sweep(sweep.sweep_dir).trained_epochs >= s.budget_epochs
+    record = load_sweep(sweep.sweep_dir)
+    spent_epochs = s.budget_epochs is not None and record.trained_epochs >= s.budget_epochs
+    spent_budget = spent_epochs or (s.budget_seconds is not None and record.trial_seconds >= s.budget_seconds)
     if results.num_terminated + results.num_errors < s.num_samples and not spent_budget:
         storage = Path(sweep.sweep_dir).parent if not is_uri(sweep.sweep_dir) else request.storage
         raise Interrupted(
@@ -66,7 +68,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
 
 def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: str) -> Any:
     """The sweep's Tuner: Optuna's searcher, ASHA (or none), the budget, the trackers and a line per trial event."""
-    from ssl_tune.tune.budget import EpochBudget
+    from ssl_tune.tune.budget import Budget
     from ssl_tune.tune.progress import TrialEvents
     from ssl_tune.tune.recorder import trial_dirname
     from ssl_tune.tune.scheduler import ResumableASHA, sweep_scheduler
@@ -98,7 +100,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
         epochs=max_epochs,
         verbose=request.verbose,
         callbacks=callbacks,
-        stop=EpochBudget(s.budget_epochs, sweep_dir) if s.budget_epochs else None,
+        stop=Budget(s.budget_epochs, s.budget_seconds, sweep_dir) if s.budget_epochs or s.budget_seconds else None,
         search_alg=sweep_searcher(space, sweep_dir, sweep.name, sweep.data_dir, max_epochs),
         scheduler=scheduler,
         num_samples=s.num_samples,
