@@ -388,7 +388,7 @@ def format_report(report: SearchBenchReport) -> str:
         "",
         "| strategy | trials | search epochs | search trial-seconds | best val kNN | test kNN (confirmed) "
         "| vs default (paired by seed) | linear probe top-1 |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gain = "-"

@@ -110,6 +110,8 @@ def test_report_checks_the_targets_on_the_paired_interval():
     paired = "+5.00 points, 95 % CI [+3.70, +6.30] over 4 paired seeds: better"
     assert f"| (d) TPE + ASHA | 20 | 47 | 355 | 33.00 % | 30.50 ± 1.00 % | {paired} |" in met
     assert "Budget per strategy: 48 epochs (8-epoch trials)" in met
+    header, rule = [line for line in met.splitlines() if line.startswith("| strategy") or line.startswith("|---")][:2]
+    assert header.count("|") == rule.count("|")
     assert f"target (d) >= (a) + 3 points: {paired} -> met" in met
     assert "target (d) not below (b): +0.00 points, 95 % CI [-1.30, +1.30] over 4 paired seeds: within noise" in met
     assert "-> too wide to decide" in met.split("target (d) not below (b)")[1].splitlines()[0]
