@@ -130,6 +130,8 @@ def test_bad_requests_exit_2_with_one_line(tmp_path, capsys, cifar_dir):
         ["--method", "nope"],
         ["--method", "simsiam", "--strategies", "random,grid"],
         ["--method", "simsiam", "--budget-trials", "0"],
+        ["--method", "simsiam", "--budget-seconds", "0"],
+        ["--method", "simsiam", "--budget-trials", "2", "--budget-seconds", "600"],  # one measure
         ["--method", "simsiam", "--set", "epochs"],
     ]
     for extra in cases:
