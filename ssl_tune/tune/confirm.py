@@ -83,8 +83,9 @@ def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with
     runs = []
     for label, params in configs:
         cfg = sweep.space.train_config(params, sweep.data_dir).to_yaml_dict()
-        if label == DEFAULT_LABEL:  # the space's fixed settings over the method's own recipe: nothing searched
-            cfg = build_config(sweep.space.base_layer(sweep.data_dir)).to_yaml_dict()
+        if label == DEFAULT_LABEL:  # the fixed settings over the recipe of the sweep's default method: nothing searched
+            method = {"method": sweep.space.method_choices()[0]}  # as the sweep's try_default trial ran it
+            cfg = build_config(sweep.space.base_layer(sweep.data_dir), method).to_yaml_dict()
         for i in range(seeds):
             seed = int(cfg["seed"]) + 1 + i  # fresh: no trial of the sweep used it
             final = build_config(cfg, {"monitor": "test", "rankme": False, "seed": seed, "epochs": length})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ssl_tune.tune.confirm import DEFAULT_LABEL, markdown_table, with_default_differences
+from tests.helpers import TINY_FIXED
 
 
 def _rows() -> list[dict]:
@@ -40,3 +41,21 @@ def test_without_the_default_there_is_no_comparison():
     rows = with_default_differences([r for r in _rows() if r["label"] != DEFAULT_LABEL])
     assert all(r["test_knn_acc_vs_default_mean"] is None for r in rows)
     assert "vs default" not in markdown_table(rows, "val_knn_acc")
+
+
+def test_the_default_recipe_is_the_one_the_sweeps_default_trial_ran():
+    """A space that draws the method: the default recipe is its first method's (as `try_default` ran it), not
+    TrainConfig's default method."""
+    from ssl_tune.metrics import TrialStatus
+    from ssl_tune.tune.confirm import plan_runs
+    from ssl_tune.tune.results import SweepRecord, TrialRecord
+    from ssl_tune.tune.space import SearchSpace
+
+    fixed = {k: v for k, v in TINY_FIXED.items() if k not in ("method", "method_params")}
+    methods = {"method": {"type": "categorical", "choices": ["byol", "simsiam"]}}
+    space = SearchSpace.model_validate({"fixed": fixed, "params": methods, "sweep": {"try_default": True}})
+    trial = TrialRecord("t1", "/x/trial-t1", {"method": "simsiam"}, end_status=TrialStatus.COMPLETED)
+    trial.results = [{"epoch": 0, "val_knn_acc": 0.1}, {"epoch": 1, "val_knn_acc": 0.2}]
+    runs = plan_runs(SweepRecord("/x", space, None, [trial]), top=1, seeds=1, epochs=None, with_default=True)
+    assert [(r.label, r.config["method"]) for r in runs] == [("t1", "simsiam"), (DEFAULT_LABEL, "byol")]
+    assert space.default_point()["method"] == "byol"
