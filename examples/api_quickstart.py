@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             **shrink,
         )
         print("\n".join(result.summary))  # epoch 0, the default recipe, the best trial and the gains
-        best = result.best  # TrialRecord: trial_id, params, best_value, results (per epoch)
-        print(best.trial_id, best.params, best.best_value)
+        best = result.best  # TrialRecord: trial_id, params, value (its last epoch), results (per epoch)
+        print(best.trial_id, best.params, best.value)
 
         out = Path(args.out)
         exported = ssl_tune.export(result, out / "best", force=True)  # -> ExportResult: best.yaml, backbone.pt

@@ -4,7 +4,7 @@
 
     result = ssl_tune.sweep("search_spaces/quickstart.yaml", storage="sweeps", settings={"num_samples": 4},
                             epochs=10)  # keyword overrides: the space's fixed settings, as `--set`
-    print(result.best.trial_id, result.best.best_value, result.summary)
+    print(result.best.trial_id, result.best.value, result.summary)
     best = ssl_tune.export(result, "runs/best")
     run = ssl_tune.train(best.out / "best.yaml", out="runs/retrain", epochs=20)
     print(run.final.val_knn_acc)
@@ -205,11 +205,11 @@ def _eval_target(
 
         found = load_sweep(absolute(_sweep_dir(sweep)))
         best = found.best()
-        if not best.best_checkpoint:
+        if not best.checkpoint:
             raise UsageError(f"the best trial {best.trial_id} of {_sweep_dir(sweep)} kept no checkpoint")
         # the trial's own tracker run: MLflow finds it by its trial-id tag, W&B by its id
         identity = RunIdentity(found.name, f"trial-{best.trial_id}", best.trial_id, "sweep")
-        return best.best_checkpoint, best.trial_dir, identity
+        return best.checkpoint, best.trial_dir, identity
     given = absolute(str(run if run is not None else checkpoint))  # one of them
     check_bucket(given)
     path = checkpoint_file(given)

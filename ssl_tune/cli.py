@@ -131,9 +131,12 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "--early-stopping", choices=["asha", "none"], help="asha (the default) or none: every trial runs out"
     )
     p.add_argument("--budget-epochs", type=int, help="stop the sweep once its trials trained this many epochs")
+    p.add_argument("--budget-seconds", type=float, help="stop the sweep once its trials spent this many trial-seconds")
     p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/r of the trials at each rung")
-    p.add_argument("--max-epochs", type=int, help="ASHA: the epoch budget of a trial")
+    p.add_argument(
+        "--max-epochs", type=int, help="the trials' length in epochs (their schedules end with it; ASHA's max_t)"
+    )
     p.add_argument("--storage", default="sweeps", help="local dir or s3://, gs:// URI (default: ./sweeps)")
     p.add_argument("--name", help="sweep name (default: the space file's name)")
     p.add_argument("--data-dir", help="dataset directory for every trial")
@@ -170,6 +173,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "searcher": args.searcher,
             "early_stopping": args.early_stopping,
             "budget_epochs": args.budget_epochs,
+            "budget_seconds": args.budget_seconds,
         },
         asha={
             "grace_period": args.grace_period,
@@ -205,7 +209,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     done = api.export(args.sweep, args.out, force=args.force)
     best = done.best
-    shown = format_metric(best.metric, best.best_value)
+    shown = format_metric(best.metric, best.value)
     print(f"best trial {best.trial_id}: {shown} ({best.epochs_run} epochs) {best.params}")
     print(f"wrote {join(done.out, 'best.yaml')}, {join(done.out, 'trials.parquet')} ({done.trials} trials)")
     print(f"best checkpoint: {done.checkpoint or '(not retained)'}")
@@ -296,7 +300,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from ssl_tune.tune.report import HTML_FILE, report
 
     done = report(args.sweep, args.out, force=args.force)
-    shown = format_metric(done.best.metric, done.best.best_value)
+    shown = format_metric(done.best.metric, done.best.value)
     print(f"best trial {done.best.trial_id}: {shown} of {done.trials} trials")
     print(f"wrote {', '.join(done.files)} to {done.out}")
     print(f"open: {join(done.out, HTML_FILE)}")
@@ -443,6 +447,7 @@ def _bench_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the benchmark's folder: sweeps, state and report")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"default {','.join(STRATEGIES)}")
     p.add_argument("--budget-trials", type=int, help="budget in whole trials (x the space's epochs)")
+    p.add_argument("--budget-seconds", type=float, help="budget in trial-seconds (start-up, evaluation, training)")
     p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
     p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
     _add_set(p, "override a fixed setting of the space")
@@ -461,6 +466,7 @@ def _run_bench_search(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
         budget_trials=args.budget_trials,
+        budget_seconds=args.budget_seconds,
         seeds=args.seeds,
         overrides=tuple(args.overrides),
         space=args.space,

@@ -20,6 +20,7 @@ SELECTION_METRIC, SELECTION_MODE = VAL_KNN, "max"  # the default; both metrics a
 EPOCH = "epoch"
 STATUS = "status"
 STOP_REASON = "stop_reason"  # a run's last report: why it stopped, in one line (out of device memory)
+KNN_QUERIES = "knn_queries"  # how many images a kNN accuracy is measured on
 
 
 class TrialStatus(str, Enum):
@@ -70,6 +71,7 @@ class EpochMetrics:
     embedding_rank: float | None = None
     weight_norm: float | None = None
     skipped_images: int | None = None  # corrupt images a streamed epoch left out, on all ranks (skip_corrupt)
+    knn_queries: int | None = None  # the images the kNN accuracy is measured on (its binomial standard error's n)
     extras: dict[str, float] = field(default_factory=dict)  # a method's own signals, e.g. teacher_entropy
 
     def to_dict(self) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def test_the_api_sweep_finds_the_same_best_trial_as_the_cli_on_the_same_seeded_s
     assert isinstance(result, SweepResult) and result.trials == 3 and result.errors == 0
     assert result.sweep_dir == str(tmp_path / "api" / "seeded")
     assert result.best.params == cli_best.params
-    assert result.best.best_value == cli_best.best_value
+    assert result.best.value == cli_best.value
     assert [r["val_knn_acc"] for r in result.best.results] == [r["val_knn_acc"] for r in cli_best.results]
     assert any(line.startswith(f"best trial {result.best.trial_id}") for line in result.summary)
 

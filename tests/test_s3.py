@@ -119,7 +119,7 @@ def test_pack_sweep_export_report_eval_confirm_all_in_s3(tmp_path, cifar_dir, mo
         from ssl_tune.tune.results import load_sweep
 
         best = load_sweep(sweep_dir).best()
-        assert _plain(best.best_checkpoint).startswith(f"{_plain(sweep_dir)}/trial-")
+        assert _plain(best.checkpoint).startswith(f"{_plain(sweep_dir)}/trial-")
 
         exported = run_cli([*SSL_TUNE, "export", "--sweep", sweep_dir, "--out", f"{bucket}/best{query}"], env=keys)
         assert exported.returncode == 0, exported.stderr[-3000:]

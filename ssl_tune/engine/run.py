@@ -278,6 +278,11 @@ class TrainingRun:
             )
         return [values[name] for name in names]
 
+    @property
+    def knn_queries(self) -> int | None:
+        """How many images the monitored kNN accuracy is measured on (None when the run monitors none)."""
+        return len(self.query_labels) if self.knn_metric else None
+
     def knn_accuracy(self) -> float:
         """The monitored kNN accuracy alone (NaN when the run monitors none): for benchmarks."""
         return self._measure([self.knn_metric])[0] if self.knn_metric else float("nan")
@@ -298,6 +303,7 @@ class TrainingRun:
             eval_time_s=elapsed,
             images_per_s=0.0,
             weight_norm=self._weight_norm(),
+            knn_queries=self.knn_queries,
             **values,
         )
         self.history = [metrics]
@@ -402,6 +408,7 @@ class TrainingRun:
             embedding_rank=finite(rank),
             weight_norm=self._weight_norm(),
             skipped_images=self.train_source.skipped if self.placement == STREAMED_SHARDS else None,
+            knn_queries=self.knn_queries,
             status=status,
             extras={k: float(v) / max(steps, 1) for k, v in extras.items()},
             **values,

@@ -8,10 +8,20 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ssl_tune.metrics import EPOCH, RANKME, STATUS, VAL_KNN, EpochMetrics, TrialStatus, finite, format_metric
+from ssl_tune.metrics import (
+    EPOCH,
+    KNN_QUERIES,
+    RANKME,
+    STATUS,
+    VAL_KNN,
+    EpochMetrics,
+    TrialStatus,
+    finite,
+    format_metric,
+)
 from ssl_tune.storage import atomic_write
 
-SCALARS = tuple(f.name for f in fields(EpochMetrics) if f.name not in (EPOCH, STATUS, "extras"))
+SCALARS = tuple(f.name for f in fields(EpochMetrics) if f.name not in (EPOCH, STATUS, "extras", KNN_QUERIES))
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:

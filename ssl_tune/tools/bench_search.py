@@ -1,18 +1,23 @@
 """`ssl-tune bench-search`: does the search find a better model than the default recipe, at equal compute?
 
-For one method and its preset's space it runs, with the same seed and the same compute budget (epochs trained,
-summed over trials):
+For one method and its preset's space it runs, with the same seed and the same compute budget, summed over trials:
+epochs trained (`--budget-trials` whole trials), or trial-seconds (`--budget-seconds`: start-up, evaluation and
+training, `tune/budget.py`). Every strategy runs trials until its budget is spent, so one whose trials end early
+(diverged, or stopped by ASHA) tops up with more; the report shows both measures for every strategy:
 
 - (b) `random`: random search, every trial run to the end;
 - (c) `tpe`: Optuna's TPE, every trial run to the end;
 - (d) `tpe_asha`: TPE with ASHA early stopping, ssl-tune's default, as many trials as the budget allows.
 
 Each sweep selects on the validation split only. Then `confirm` retrains each strategy's best config, and (a) the
-method's default recipe, with fresh seeds and tests them on the test split: mean ± std of the test kNN and linear
-probe. It also measures ASHA's premise on the trials run to the end: the Spearman correlation between each
-rung's validation kNN and the last epoch's.
+method's default recipe, with the same fresh seeds and tests them on the test split: mean ± std of the test kNN
+and linear probe, and each strategy against the default seed by seed (the mean difference and its 95 % paired t
+interval, `ssl_tune.stats`; a target is met only when the interval's lower bound reaches it). It also measures
+ASHA's premise on the trials run to the end: the Spearman correlation between each rung's validation kNN and the
+last epoch's.
 
-Everything lands in `--out`: one sweep per strategy (`sweeps/<method>-<strategy>`, confirm inside), `state.json`
+Everything lands in `--out`: one sweep per strategy (`sweeps/<method>-<strategy>`, confirm inside), `curves.parquet`
+(every epoch of every trial of every strategy, its `strategy` column first), `state.json`
 (finished stages and their wall time) and the report, `search_quality.json` and `search_quality.md`. Run the same
 command again to resume: finished stages are kept, an interrupted sweep or confirm resumes.
 """
@@ -33,8 +38,10 @@ import yaml
 
 from ssl_tune.config import build_config, parse_set
 from ssl_tune.errors import UsageError
+from ssl_tune.stats import TOO_WIDE, PairedDifference, paired_difference
 from ssl_tune.storage import write_text
 from ssl_tune.tune.confirm import DEFAULT_LABEL
+from ssl_tune.tune.curves import curve_rows, curves_table, write_curves
 from ssl_tune.tune.results import SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 from ssl_tune.tune.space import SearchSpace, load_space
 
@@ -86,6 +93,7 @@ class SearchBenchRequest:
     data_dir: str | None = None
     strategies: tuple[str, ...] = tuple(STRATEGIES)
     budget_trials: int | None = None  # default: the preset's
+    budget_seconds: float | None = None  # a budget in trial-seconds instead of epochs
     seeds: int | None = None  # default: the preset's
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE over the space's fixed settings
     space: str | None = None  # default: <preset's folder>/<method>.yaml
@@ -101,9 +109,11 @@ class StrategyResult:
     label: str
     trials: int = 0
     search_epochs: int = 0  # compute spent searching: epochs trained, summed over trials
+    search_seconds: float = 0.0  # ... and trial-seconds (start-up, evaluation and training), summed over trials
     best_val: float | None = None  # the selected trial's validation kNN (what the sweep selected on)
     params: dict[str, Any] = field(default_factory=dict)
-    test_knn: list[float] = field(default_factory=list)  # one per confirm seed
+    test_knn: list[float] = field(default_factory=list)  # one per confirm seed, in the order of `seeds`
+    seeds: list[int] = field(default_factory=list)  # the confirm seeds (every strategy and the default share them)
     probe_top1: list[float] = field(default_factory=list)
     confirm_epochs: int = 0
     same_config_as: str | None = None  # its best config was already confirmed by this strategy
@@ -114,7 +124,8 @@ class StrategyResult:
 class SearchBenchReport:
     method: str
     preset: str
-    budget_epochs: int
+    budget_epochs: int | None  # the budget: epochs, or
+    budget_seconds: float | None  # trial-seconds
     max_epochs: int
     seeds: int
     rows: list[StrategyResult]
@@ -132,6 +143,10 @@ def check_request(request: SearchBenchRequest) -> SearchSpace:
     for name, value in (("--budget-trials", request.budget_trials), ("--seeds", request.seeds)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, not {value}")
+    if request.budget_seconds is not None and not 0 < request.budget_seconds <= 1e9:
+        raise UsageError(f"--budget-seconds must be positive, not {request.budget_seconds:g}")
+    if request.budget_seconds is not None and request.budget_trials is not None:
+        raise UsageError("give the budget in one measure: --budget-trials or --budget-seconds")
     preset = PRESETS[request.preset]
     path = Path(request.space or Path(preset.spaces) / f"{request.method}.yaml")
     if not path.is_file():
@@ -147,9 +162,13 @@ def run_search_bench(request: SearchBenchRequest) -> SearchBenchReport:
         rows = bench.run()
     sweeps = [load_sweep(str(bench.sweep_dir(n))) for n in request.strategies]
     report = SearchBenchReport(
-        request.method, request.preset, bench.trials * bench.max_epochs, bench.max_epochs, bench.seeds, rows,
-        rung_correlation(sweeps, bench.space, bench.max_epochs), bench.stages_wall_s(),
+        request.method, request.preset, bench.budget_epochs, request.budget_seconds, bench.max_epochs, bench.seeds,
+        rows, rung_correlation(sweeps, bench.space, bench.max_epochs), bench.stages_wall_s(),
     )  # fmt: skip
+    rows_by_strategy = [
+        {"strategy": n, **r} for n, s in zip(request.strategies, sweeps, strict=True) for r in curve_rows(s)
+    ]
+    write_curves(str(bench.out), curves_table(rows_by_strategy, first=("strategy",)))
     write_text(str(bench.out / f"{REPORT}.json"), json.dumps(asdict(report), indent=1))
     write_text(str(bench.out / f"{REPORT}.md"), format_report(report))
     return report
@@ -176,6 +195,7 @@ class _Bench:
         self.max_epochs = space.asha.max_epochs or build_config(space.base_layer(request.data_dir), self.fixed).epochs
         self.trials = request.budget_trials or self.preset.budget_trials
         self.seeds = request.seeds or self.preset.seeds
+        self.budget_epochs = None if request.budget_seconds else self.trials * self.max_epochs
         self.stack = ExitStack()
         self._cluster_open = False
 
@@ -215,7 +235,7 @@ class _Bench:
                     name=sweep_dir.name,
                     data_dir=request.data_dir,
                     resume=(sweep_dir / SWEEP_FILE).exists(),
-                    settings=_sweep_settings(strategy, self.space, self.trials, self.max_epochs),
+                    settings=_sweep_settings(strategy, self.trials, self.max_epochs, request.budget_seconds),
                     fixed=self.fixed,
                 )
                 return {}
@@ -223,13 +243,16 @@ class _Bench:
             searched = self._stage(f"sweep:{name}", search)
             sweep = load_sweep(str(sweep_dir))
             best = sweep.best()
-            row = StrategyResult(name, strategy.label, len(sweep.trials), sweep.trained_epochs, best.best_value)
+            row = StrategyResult(
+                name, strategy.label, len(sweep.trials), sweep.trained_epochs, sweep.trial_seconds, best.value
+            )
             row.params, row.wall_s = dict(best.params), searched["wall_s"]
             with_default = i == 0  # (a): confirmed once, beside the first strategy's best
             same = confirmed.get(_params_key(best.params))
             if same is not None and not with_default:  # the same config, already retrained with the same seeds
                 row.same_config_as = same.name
-                row.test_knn, row.probe_top1, row.confirm_epochs = same.test_knn, same.probe_top1, same.confirm_epochs
+                row.test_knn, row.probe_top1, row.seeds = same.test_knn, same.probe_top1, same.seeds
+                row.confirm_epochs = same.confirm_epochs
             else:
 
                 def retrain(sweep_dir: Path = sweep_dir, with_default: bool = with_default) -> dict[str, Any]:
@@ -247,19 +270,17 @@ class _Bench:
         return rows
 
 
-def _sweep_settings(strategy: Strategy, space: SearchSpace, trials: int, max_epochs: int) -> dict[str, Any]:
-    """Equal compute: `budget` epochs for every strategy. Without early stopping that is `trials` whole trials;
-    with ASHA, trials until the budget is spent (each trains at least the grace period)."""
-    budget = trials * max_epochs
-    settings: dict[str, Any] = {
-        "searcher": strategy.searcher,
-        "early_stopping": strategy.early_stopping,
-        "budget_epochs": budget,
-        "num_samples": trials,
-    }
-    if strategy.early_stopping == "asha":
-        settings["num_samples"] = math.ceil(budget / min(space.asha.grace_period, max_epochs))
-    return settings
+def _sweep_settings(
+    strategy: Strategy, trials: int, max_epochs: int, budget_seconds: float | None = None
+) -> dict[str, Any]:
+    """Equal compute for every strategy: `trials` x `max_epochs` epochs, or `budget_seconds` trial-seconds. Each
+    runs trials until its budget is spent: num_samples only caps them, as many as the budget could pay for if
+    every trial ended after one epoch (a trial diverges, ASHA stops it), so a strategy whose trials end early
+    tops up with more instead of underspending."""
+    settings: dict[str, Any] = {"searcher": strategy.searcher, "early_stopping": strategy.early_stopping}
+    if budget_seconds is not None:
+        return settings | {"budget_seconds": budget_seconds, "num_samples": 2 * trials * max_epochs}
+    return settings | {"budget_epochs": trials * max_epochs, "num_samples": trials * max_epochs}
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -269,6 +290,7 @@ def _params_key(params: dict[str, Any]) -> str:
 def _fill(row: StrategyResult, confirm_rows: list[dict[str, Any]]) -> None:
     if not confirm_rows:
         raise UsageError(f"confirm of {row.name} holds no run")
+    row.seeds = [int(r["seed"]) for r in confirm_rows]
     row.test_knn = [float(r["test_knn_acc"]) for r in confirm_rows]
     row.probe_top1 = [float(r["probe_top1"]) for r in confirm_rows]
     row.confirm_epochs = sum(int(r["epochs"]) for r in confirm_rows)
@@ -345,8 +367,13 @@ def _mean_std(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f} %"
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
+def versus(row: StrategyResult, other: StrategyResult) -> PairedDifference | None:
+    """`row`'s confirmed test kNN against `other`'s, paired by seed (the seeds both ran); None if they share none."""
+    theirs = dict(zip(other.seeds, other.test_knn, strict=True))
+    mine = {s: v for s, v in zip(row.seeds, row.test_knn, strict=True) if s in theirs}
+    if not mine:
+        return None
+    return paired_difference([mine[s] for s in sorted(mine)], [theirs[s] for s in sorted(mine)])
 
 
 def format_report(report: SearchBenchReport) -> str:
@@ -355,40 +382,64 @@ def format_report(report: SearchBenchReport) -> str:
     lines = [
         f"# Search quality: {report.method}, preset {report.preset}",
         "",
-        f"Budget per strategy: {report.budget_epochs} epochs (trials x {report.max_epochs} epochs), selection on "
-        f"the validation split; confirmed with {report.seeds} fresh seeds on the test split.",
+        f"Budget per strategy: {_budget(report)}, every strategy topping up with trials until it is spent; "
+        f"selection on the validation split; confirmed with {report.seeds} fresh seeds on the test split. Search "
+        "compute in both measures: epochs trained, and trial-seconds (start-up, evaluation and training).",
         "",
-        "| strategy | trials | search epochs | best val kNN | test kNN (confirmed) | vs default | linear probe top-1 |",
-        "|---|---|---|---|---|---|---|",
+        "| strategy | trials | search epochs | search trial-seconds | best val kNN | test kNN (confirmed) "
+        "| vs default (paired by seed) | linear probe top-1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gain = "-"
-        if default is not None and r is not default and r.test_knn and default.test_knn:
-            gain = f"{100 * (_mean(r.test_knn) - _mean(default.test_knn)):+.2f} points"
+        if default is not None and r is not default and (diff := versus(r, default)) is not None:
+            gain = diff.describe()
         val = f"{100 * r.best_val:.2f} %" if r.best_val is not None else "-"
         knn = _mean_std(r.test_knn) + (f" (same config as {r.same_config_as})" if r.same_config_as else "")
         trials = str(r.trials) if r is not default else "-"
         epochs = str(r.search_epochs) if r is not default else "0"
-        lines.append(f"| {r.label} | {trials} | {epochs} | {val} | {knn} | {gain} | {_mean_std(r.probe_top1)} |")
+        seconds = f"{r.search_seconds:.0f}" if r is not default else "0"
+        cells = (r.label, trials, epochs, seconds, val, knn, gain, _mean_std(r.probe_top1))
+        lines.append(f"| {' | '.join(cells)} |")
     lines += ["", "ASHA's premise: Spearman between an epoch's validation kNN and the last epoch's, over the trials"]
     lines += ["that the strategies without early stopping ran to the end:", ""]
     lines += ["| epoch | ASHA rung | trials | Spearman |", "|---|---|---|---|"]
     for c in report.rung_correlation:
         rho = "-" if c["spearman"] is None else f"{c['spearman']:.2f}"
         lines.append(f"| {c['epoch']} | {'yes' if c.get('rung') else ''} | {c['trials']} | {rho} |")
-    lines += ["", *targets(report), "", f"wall time: {report.wall_s / 60:.1f} min"]
+    lines += ["", *targets(report), *_separation(report), "", f"wall time: {report.wall_s / 60:.1f} min"]
     return "\n".join(lines) + "\n"
 
 
+def _budget(report: SearchBenchReport) -> str:
+    if report.budget_seconds is not None:
+        return f"{report.budget_seconds:.0f} trial-seconds"
+    return f"{report.budget_epochs} epochs ({report.max_epochs}-epoch trials)"
+
+
 def targets(report: SearchBenchReport) -> list[str]:
-    """The issue's targets, checked: (d) beats (a) by >= 3 points of confirmed test kNN; (d) is not below (b)."""
+    """The issue's targets on the confirmed test kNN, paired by seed: (d) beats (a) by >= 3 points, and (d) is not
+    below (b). Met only when the 95 % interval's lower bound reaches the target; not met when its upper bound is
+    below it; else too wide to decide."""
     by_name = {r.name: r for r in report.rows}
     out = []
     d, a, b = by_name.get("tpe_asha"), by_name.get("default"), by_name.get("random")
-    if d and a and d.test_knn and a.test_knn:
-        gain = 100 * (_mean(d.test_knn) - _mean(a.test_knn))
-        out.append(f"target (d) >= (a) + 3 points: {gain:+.2f} points -> {'met' if gain >= 3 else 'missed'}")
-    if d and b and d.test_knn and b.test_knn:
-        gap = 100 * (_mean(d.test_knn) - _mean(b.test_knn))
-        out.append(f"target (d) not below (b): {gap:+.2f} points -> {'met' if gap >= 0 else 'missed'}")
+    for name, other, gain in (("(d) >= (a) + 3 points", a, 0.03), ("(d) not below (b)", b, 0.0)):
+        diff = versus(d, other) if d and other else None
+        if diff is not None:
+            out.append(f"target {name}: {diff.describe()} -> {diff.target(gain)}")
     return out
+
+
+def _separation(report: SearchBenchReport) -> list[str]:
+    """A line when no strategy's interval against the default excludes 0: the budget cannot tell them apart."""
+    default = next((r for r in report.rows if r.name == "default"), None)
+    diffs = [versus(r, default) for r in report.rows if default is not None and r is not default]
+    verdicts = {d.verdict for d in diffs if d is not None}
+    if verdicts and verdicts.isdisjoint({"better", "worse"}):
+        return [
+            "",
+            f"The budget is too small to separate the strategies: every paired interval against the default holds 0 "
+            f"({TOO_WIDE} with {report.seeds} seeds).",
+        ]
+    return []

@@ -6,7 +6,9 @@ decision is made. Each run is a Ray Train run inside a Tune trial on the same cl
 interrupted confirm resumes: run the same command again, and finished runs are not rerun.
 
 <sweep>/confirm/ holds runs.yaml (what was asked), Tune's trial folders, train/ (checkpoints),
-confirm.parquet (a row per run) and confirm.md (mean ± std per config, beside the default recipe).
+confirm.parquet (a row per run) and confirm.md (mean ± std per config, beside the default recipe). With the
+default recipe (--with-default), each config is compared with it seed by seed (`ssl_tune.stats`): the per-seed
+differences, their mean and 95 % paired t interval, and "better" only when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import yaml
 
 from ssl_tune.config import TrainConfig, build_config
 from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.stats import PairedDifference, paired_difference
 from ssl_tune.storage import absolute, exists, join, read_text, write_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
 from ssl_tune.tune.cluster import cluster_resources, concurrency, ray_cluster
@@ -30,6 +33,7 @@ TRACKING_FILE = "tracking.yaml"  # the trackers it started with: a resume keeps 
 TABLE_FILE, REPORT_FILE = "confirm.parquet", "confirm.md"
 DEFAULT_LABEL = "default"
 EVAL_KEYS = ("test_knn_acc", "probe_top1", "probe_top5")
+COMPARED_KEYS = ("test_knn_acc", "probe_top1")  # compared with the default recipe, seed by seed
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with
         raise UsageError(f"--top and --seeds must be positive (got {top} and {seeds})")
     if epochs is not None and epochs < 1:
         raise UsageError(f"--epochs must be positive, not {epochs}")
-    ranked = sorted(sweep.finished(), key=lambda t: t.best_value, reverse=True)
+    ranked = sorted(sweep.finished(), key=lambda t: t.value, reverse=True)
     if top > len(ranked):
         raise UsageError(f"--top {top} is more than the sweep's {len(ranked)} finished trial(s)")
     base = sweep.space.train_config({"method": sweep.space.method_choices()[0]}, sweep.data_dir)
@@ -79,8 +83,9 @@ def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with
     runs = []
     for label, params in configs:
         cfg = sweep.space.train_config(params, sweep.data_dir).to_yaml_dict()
-        if label == DEFAULT_LABEL:  # the space's fixed settings over the method's own recipe: nothing searched
-            cfg = build_config(sweep.space.base_layer(sweep.data_dir)).to_yaml_dict()
+        if label == DEFAULT_LABEL:  # the fixed settings over the recipe of the sweep's default method: nothing searched
+            method = {"method": sweep.space.method_choices()[0]}  # as the sweep's try_default trial ran it
+            cfg = build_config(sweep.space.base_layer(sweep.data_dir), method).to_yaml_dict()
         for i in range(seeds):
             seed = int(cfg["seed"]) + 1 + i  # fresh: no trial of the sweep used it
             final = build_config(cfg, {"monitor": "test", "rankme": False, "seed": seed, "epochs": length})
@@ -109,7 +114,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
     from ssl_tune.tune.trial import TrialPlan
     from ssl_tune.tune.tuner import can_restore, new_tuner, restore_tuner
 
-    plan = TrialPlan.from_space(sweep.space, sweep.data_dir, confirm_dir, sweep.metric)
+    plan = TrialPlan.from_space(sweep.space, sweep.data_dir, confirm_dir)
     parameters = {"configs": [r.config for r in runs]}
     with ray_cluster(request.address, request.verbose):
         if not resume:  # once connected: a cluster that refuses the driver leaves nothing behind
@@ -133,7 +138,6 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
                 plan,
                 confirm_dir,
                 epochs=epochs,
-                final_eval=True,
                 verbose=request.verbose,
                 parameters=parameters,
                 callbacks=[*events, *trackers],
@@ -156,6 +160,7 @@ def run_confirm(request: ConfirmRequest) -> ConfirmResult:
         row = {"label": run.label, "seed": run.seed, "epochs": int(metrics["epoch"])}
         row["params"] = yaml.safe_dump(run.params).strip()
         rows.append(row | {k: float(metrics[f"{EVAL_PREFIX}{k}"]) for k in EVAL_KEYS})
+    rows = with_default_differences(rows)
     table = markdown_table(rows, sweep.metric)
     _write_outputs(confirm_dir, rows, table)
     return ConfirmResult(confirm_dir, rows, table)
@@ -174,6 +179,37 @@ def _config_name(label: str) -> str:
 
 def _run_name(trial: Any) -> str:
     return f"run-{trial.config['run']}-{trial.trial_id}"
+
+
+def versus_default(rows: list[dict[str, Any]], label: str, key: str) -> PairedDifference | None:
+    """Config `label` against the default recipe on `key`, paired by seed (the seeds both ran); None without the
+    default, or for the default itself."""
+    if label == DEFAULT_LABEL:
+        return None
+    default = {r["seed"]: r[key] for r in rows if r["label"] == DEFAULT_LABEL}
+    config = {r["seed"]: r[key] for r in rows if r["label"] == label and r["seed"] in default}
+    if not config:
+        return None
+    seeds = sorted(config)
+    return paired_difference([config[s] for s in seeds], [default[s] for s in seeds])
+
+
+def with_default_differences(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """confirm.parquet's rows, each with its difference from the default recipe's run of the same seed
+    (`<key>_vs_default`), and its config's mean difference, 95 % interval and verdict (`<key>_vs_default_mean`,
+    `_low`, `_high`, `_verdict`): null for the default recipe's rows, and all rows without --with-default."""
+    defaults = {r["seed"]: r for r in rows if r["label"] == DEFAULT_LABEL}
+    out = []
+    for row in rows:
+        row = dict(row)
+        for key in COMPARED_KEYS:
+            diff = versus_default(rows, row["label"], key)
+            paired = diff is not None and row["seed"] in defaults
+            row[f"{key}_vs_default"] = row[key] - defaults[row["seed"]][key] if paired else None
+            for name in ("mean", "low", "high", "verdict"):
+                row[f"{key}_vs_default_{name}"] = getattr(diff, name) if diff is not None else None
+        out.append(row)
+    return out
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
@@ -195,6 +231,20 @@ def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
         name = "default recipe" if label == DEFAULT_LABEL else f"trial {label}"
         params = group[0]["params"].replace("\n", "; ") if group[0]["params"] != "{}" else ""
         lines.append(f"| {name} | {len(group)} | {group[0]['epochs']} | {' | '.join(cells)} | {params} |")
+    compared = {label: [versus_default(rows, label, key) for key in COMPARED_KEYS] for label in labels}
+    compared = {label: diffs for label, diffs in compared.items() if None not in diffs}
+    if compared:
+        lines += [
+            "",
+            "Against the default recipe, seed by seed (config − default, same seeds): the mean difference and its 95 %",
+            "paired t interval; better only when the interval excludes 0.",
+            "",
+            "| config | test kNN vs default | linear probe top-1 vs default |",
+            "|---|---|---|",
+        ]
+        for label, diffs in compared.items():
+            cells = [diff.describe() for diff in diffs if diff is not None]
+            lines.append(f"| {_config_name(label)} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from ssl_tune.tune.results import SweepRecord, TrialRecord, load_sweep
 BACKBONE_FILE = "backbone.pt"
 
 FIXED_COLUMNS = (
-    "trial_id", "status", "epochs_run", "metric", "best_value", "last_value", "best_checkpoint", "trial_dir"
+    "trial_id", "status", "epochs_run", "metric", "value", "checkpoint", "trial_dir"
 )  # fmt: skip
 
 
@@ -34,9 +34,8 @@ def trials_table(sweep: SweepRecord) -> pa.Table:
             "status": t.status.value,
             "epochs_run": t.epochs_run,
             "metric": t.metric,
-            "best_value": t.best_value,
-            "last_value": t.last_value,
-            "best_checkpoint": t.best_checkpoint,
+            "value": t.value,  # the selection metric at its last trained epoch
+            "checkpoint": t.checkpoint,
             "trial_dir": t.trial_dir,
         }
         row.update({name: t.params.get(name) for name in param_names})
@@ -85,12 +84,12 @@ def export(sweep_dir: str, out: str | Path, force: bool = False) -> ExportResult
     table = trials_table(sweep)
     require_empty_output(out, force=force)
     header = (
-        f"# best trial {best.trial_id} of {sweep.sweep_dir}: {best.metric} {best.best_value:.4f}\n"
+        f"# best trial {best.trial_id} of {sweep.sweep_dir}: {best.metric} {best.value:.4f}\n"
         f"# retrain: ssl-tune train --config {join(out, 'best.yaml')} --out runs/best\n"
     )
     parquet = pa.BufferOutputStream()
     pq.write_table(table, parquet)
-    checkpoint = best.best_checkpoint or ""
+    checkpoint = best.checkpoint or ""
     files = {
         "best.yaml": (header + yaml.safe_dump(config, sort_keys=False)).encode(),
         "trials.parquet": parquet.getvalue().to_pybytes(),

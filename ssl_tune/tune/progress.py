@@ -63,7 +63,7 @@ class TrialEvents(Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         epoch, value = result.get(EPOCH), result.get(self.metric)
         if isinstance(value, float) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
-            self._best[trial.trial_id] = max(value, self._best.get(trial.trial_id, -math.inf))
+            self._best[trial.trial_id] = value  # a trial's value is its latest epoch's (TrialRecord.value)
             if epoch in self.rungs and epoch < self.max_epochs:
                 self._print(f"trial {trial.trial_id} epoch {epoch} (rung)  {format_metric(self.metric, value)}")
         if time.monotonic() - self._last_summary >= self.every_s:
@@ -79,7 +79,7 @@ class TrialEvents(Callback):
         last = trial.last_result or {}
         status = trial_status(last, failed, self.max_epochs)
         best = self._best.get(trial.trial_id)
-        shown = f"  best {format_metric(self.metric, best)}" if best is not None else ""
+        shown = f"  {format_metric(self.metric, best)}" if best is not None else ""
         why = f": {error_line(trial)}" if failed else (f": {last[STOP_REASON]}" if STOP_REASON in last else "")
         self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")
 

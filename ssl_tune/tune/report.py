@@ -2,7 +2,7 @@
 
 OUT/
   knn_per_epoch.png        the selection metric per epoch of every trial; ASHA-stopped, diverged and collapsed marked
-  best_knn_vs_params.png   each trial's best selection metric against each searched parameter
+  best_knn_vs_params.png   each trial's value (its selection metric at its last epoch) against each searched parameter
   param_importances.png    Optuna's parameter importances (when they can be computed)
   report.html              all of the above (images inline as data: URIs), a table of trials, the best config
 
@@ -251,7 +251,8 @@ def _distribution(space: SearchSpace, name: str) -> Any:
 
 
 def params_figure(sweep: SweepRecord) -> Any:
-    """A subplot per searched parameter: each trial's best kNN against its value (log or category axis)."""
+    """A subplot per searched parameter: each trial's value (its last epoch's kNN) against the parameter's (log or
+    category axis)."""
     space = sweep.space
     drawn = {name for t in sweep.trials for name in t.params}
     names = [n for n in space.hparam_names() if n in drawn] + sorted(drawn - set(space.hparam_names()))
@@ -271,10 +272,10 @@ def params_figure(sweep: SweepRecord) -> Any:
         for status in STATUS_STYLE:
             xs, ys = [], []
             for t in sweep.trials:
-                if t.status == status and name in t.params and t.best_value is not None:
+                if t.status == status and name in t.params and t.value is not None:
                     value = t.params[name]
                     xs.append(categories.index(value) if categories is not None else value)
-                    ys.append(scaled(t.metric, t.best_value))
+                    ys.append(scaled(t.metric, t.value))
             if xs:
                 s = STATUS_STYLE[status]
                 ax.scatter(
@@ -296,13 +297,13 @@ def params_figure(sweep: SweepRecord) -> Any:
             pad = 0.04 * (dist.high - dist.low)
             ax.set_xlim(dist.low - pad, dist.high + pad)  # the whole searched range
         ax.set_xlabel(name + (" (log)" if ax.get_xscale() == "log" else ""))
-        ax.set_ylabel("best " + LABELS[sweep.metric])
+        ax.set_ylabel(LABELS[sweep.metric] + ", last epoch")
         ax.grid(alpha=0.3)
     if names:
-        handles = _status_handles({t.status for t in sweep.trials if t.best_value is not None})
+        handles = _status_handles({t.status for t in sweep.trials if t.value is not None})
         if handles:
             fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
-        fig.suptitle("best kNN accuracy of each trial against each searched parameter")
+        fig.suptitle("each trial's kNN accuracy at its last epoch against each searched parameter")
     return fig
 
 
@@ -374,16 +375,15 @@ def render_html(
     counts: dict[str, int] = {}
     for t in sweep.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    columns = ["trial", "status", "epochs", f"best {sweep.metric}", f"last {sweep.metric}", *params]
+    columns = ["trial", "status", "epochs", f"{sweep.metric} (last epoch)", *params]
     head = "".join(f"<th>{esc(h)}</th>" for h in columns)
     rows = []
-    for t in sorted(sweep.trials, key=lambda t: -(t.best_value if t.best_value is not None else -1.0)):
+    for t in sorted(sweep.trials, key=lambda t: -(t.value if t.value is not None else -1.0)):
         cells = [
             f"<td>{esc(t.trial_id)}</td>",
             f"<td>{esc(t.status)}</td>",
             f'<td class="num">{t.epochs_run}</td>',
-            f'<td class="num">{"" if t.best_value is None else f"{scaled(t.metric, t.best_value):.2f}"}</td>',
-            f'<td class="num">{"" if t.last_value is None else f"{scaled(t.metric, t.last_value):.2f}"}</td>',
+            f'<td class="num">{"" if t.value is None else f"{scaled(t.metric, t.value):.2f}"}</td>',
             *(f'<td class="num">{esc(_fmt(t.params.get(p)))}</td>' for p in params),
         ]
         rows.append(f"<tr{' class=best' if t is best else ''}>{''.join(cells)}</tr>")
@@ -411,12 +411,12 @@ def render_html(
 <body>
 <h1>Sweep report</h1>
 <p>Sweep <code>{esc(sweep.sweep_dir)}</code>: {len(sweep.trials)} trials ({summary}).</p>
-<p>Best trial <b>{esc(best.trial_id)}</b>: <b>{esc(format_metric(best.metric, best.best_value))}</b>
+<p>Best trial <b>{esc(best.trial_id)}</b>: <b>{esc(format_metric(best.metric, best.value))}</b>
 after {best.epochs_run} epochs, with {best_params}.</p>
 <h2>{esc(sweep.metric)} per epoch</h2>
 {_img(KNN_PLOT, images[KNN_PLOT], f"{sweep.metric} per epoch of every trial")}
 <h2>Best {esc(sweep.metric)} against each searched parameter</h2>
-{_img(PARAMS_PLOT, images[PARAMS_PLOT], f"best {sweep.metric} against each searched parameter")}
+{_img(PARAMS_PLOT, images[PARAMS_PLOT], f"{sweep.metric} at each trial's last epoch against each searched parameter")}
 <h2>Parameter importances</h2>
 {importance_html}
 <h2>Best config</h2>

@@ -14,14 +14,26 @@ from typing import Any
 import yaml
 
 from ssl_tune.errors import UsageError
-from ssl_tune.metrics import EPOCH, SELECTION_METRIC, STATUS, TrialStatus, finite, format_metric, is_accuracy, scaled
+from ssl_tune.metrics import (
+    EPOCH,
+    KNN_QUERIES,
+    SELECTION_METRIC,
+    STATUS,
+    TrialStatus,
+    finite,
+    format_metric,
+    is_accuracy,
+    scaled,
+)
 from ssl_tune.storage import check_bucket, exists, filesystem, join, read_text, split
-from ssl_tune.tune.space import SearchSpace
+from ssl_tune.tune.space import SearchSpace, is_point
 
 SWEEP_FILE = "sweep.yaml"
 END_FILE = "trial_end.json"
 SESSIONS_FILE = "sessions.json"  # each run of the sweep driver (a resume adds one): when, and how many trial slots
 TRIAL_PREFIX = "trial-"
+STARTUP_KEY = "startup_process_s"  # a trial that started its process: the spawn and imports before Tune's clock
+TOTAL_KEY = "time_total_s"  # Tune's: the trial's wall time up to a report, from the trainable's start
 
 
 @dataclass
@@ -42,25 +54,41 @@ class TrialRecord:
     def epochs_run(self) -> int:
         return max((int(r.get("epoch", 0)) for r in self.results), default=0)
 
-    @property
-    def last_value(self) -> float | None:
-        """The selection metric at the trial's last epoch."""
-        return finite(self.results[-1].get(self.metric)) if self.results else None
+    def peak(self) -> tuple[int, float]:
+        """The trained epoch with the highest selection metric, and that value (shown beside the trial's value;
+        never used to select: a maximum over epochs is biased upward). Raises ValueError if it has none."""
+        rows = [
+            (int(r[EPOCH]), v)
+            for r in self.results
+            if int(r.get(EPOCH, 0)) > 0 and (v := finite(r.get(self.metric))) is not None
+        ]
+        if not rows:
+            raise ValueError(f"trial {self.trial_id} has no trained epoch")
+        return max(rows, key=lambda row: row[1])
 
     def value_at(self, epoch: int) -> float | None:
         """The selection metric at `epoch` (0: the random network), None where the trial has no such row."""
         return next((finite(r.get(self.metric)) for r in self.results if int(r.get("epoch", -1)) == epoch), None)
 
-    def _trained_rows(self) -> list[dict[str, Any]]:
-        """Rows of trained epochs: epoch 0 (the random network) is measured as a baseline, never chosen."""
-        return [r for r in self.results if int(r.get("epoch", 0)) > 0 and finite(r.get(self.metric)) is not None]
+    @property
+    def seconds(self) -> float:
+        """The trial-seconds it spent: start-up, evaluation and training (`trial_seconds`)."""
+        return trial_seconds(self.results)
 
     @property
-    def best_value(self) -> float | None:
-        """The selection metric at the epoch whose checkpoint the trial keeps (the best two by this metric are
-        kept): the validation metric's maximum over trained epochs, never a test number."""
-        values = [r[self.metric] for r in self._trained_rows()]
-        return max(values) if values else None
+    def last_trained(self) -> dict[str, Any] | None:
+        """The row of the trial's last trained epoch (epoch 0, the random network, is a baseline, never chosen)."""
+        return next((r for r in reversed(self.results) if int(r.get(EPOCH, 0)) > 0), None)
+
+    @property
+    def value(self) -> float | None:
+        """The trial's value, the one every part of a sweep uses: the selection metric at its last trained epoch
+        (None if it has none, or it is not finite). Optuna is told it, ASHA compares it at the rungs, and the
+        summary, `export` and `confirm` rank by it; its checkpoint is the trial's last (`checkpoint`). The last
+        epoch, not the best one: a recipe's schedule ends there, it is the model `confirm` retrains, and a
+        maximum over epochs on the same validation images would be biased upward."""
+        row = self.last_trained
+        return finite(row.get(self.metric)) if row is not None else None
 
     def checkpoint_of(self, row: dict[str, Any]) -> str | None:
         """Where a result row's checkpoint was kept: in the trial's folder (a trial that trained in its own
@@ -70,17 +98,11 @@ class TrialRecord:
         return row.get("checkpoint_path") or None
 
     @property
-    def best_checkpoint(self) -> str | None:
-        """The retained checkpoint with the best selection metric (the best two are kept)."""
-        ranked = sorted(
-            (r for r in self._trained_rows() if self.checkpoint_of(r)),
-            key=lambda r: r[self.metric],
-            reverse=True,
-        )
-        for row in ranked:
-            if exists(path := self.checkpoint_of(row)):
-                return path
-        return None
+    def checkpoint(self) -> str | None:
+        """The checkpoint of the trial's last trained epoch, whose metric is its `value` (the latest two are kept)."""
+        row = self.last_trained
+        path = self.checkpoint_of(row) if row is not None and self.value is not None else None
+        return path if path and exists(path) else None
 
 
 @dataclass
@@ -101,15 +123,20 @@ class SweepRecord:
         """The epochs its trials trained, summed (epoch 0 not counted): the compute `sweep.budget_epochs` caps."""
         return sum(t.epochs_run for t in self.trials)
 
+    @property
+    def trial_seconds(self) -> float:
+        """The trial-seconds its trials spent, summed: the compute `sweep.budget_seconds` caps."""
+        return sum(t.seconds for t in self.trials)
+
     def finished(self) -> list[TrialRecord]:
         """Trials that ended normally (run to the end or stopped early by ASHA) with a selection metric."""
-        return [t for t in self.trials if t.status.finished_normally and t.best_value is not None]
+        return [t for t in self.trials if t.status.finished_normally and t.value is not None]
 
     def best(self) -> TrialRecord:
         done = self.finished()
         if not done:
             raise UsageError(f"sweep {self.sweep_dir} has no finished trial yet")
-        return max(done, key=lambda t: t.best_value)
+        return max(done, key=lambda t: t.value)
 
     @property
     def metric(self) -> str:
@@ -120,39 +147,76 @@ class SweepRecord:
         if not self.space.sweep.try_default:
             return None
         point = self.space.default_point(self.data_dir)
-        for trial in self.trials:
-            if all(_same(trial.params.get(k), v) for k, v in point.items()):
-                return trial
-        return None
+        return next((trial for trial in self.trials if is_point(trial.params, point)), None)
 
     def summary(self) -> list[str]:
         """How the sweep did, in a few lines read from its files: the random network (epoch 0), the default recipe
-        (with `try_default`) and the best trial, with the gains between them."""
+        (with `try_default`) and the best trial, compared at equal epochs (their last common epoch, and the best
+        epoch of each), "within noise" when a gap is below the validation split's binomial standard error, and
+        `confirm` named as the unbiased test (the best trial is a maximum over trials on the same images)."""
         best, metric = self.best(), self.metric
         lines = []
         start = best.value_at(0)
         if start is not None:
             lines.append(f"random network (epoch 0): {format_metric(metric, start)}")
         default = self.default_trial()
-        gains = []
-        if default is not None and default.best_value is not None:
+        gains, comparison = [], []
+        if default is not None and default.value is not None:
             note = f"trial {default.trial_id}, {default.status.value} at epoch {default.epochs_run}"
-            if default.epochs_run < best.epochs_run and (same_epoch := best.value_at(default.epochs_run)) is not None:
-                note += f"; the best trial had {format_metric(metric, same_epoch)} then"
-            lines.append(f"default recipe: {format_metric(metric, default.best_value)} ({note})")
-            gains.append(f"{_points(metric, best.best_value - default.best_value)} over the default")
+            lines.append(f"default recipe: {format_metric(metric, default.value)} ({note})")
+            common = min(best.epochs_run, default.epochs_run)
+            best_then, default_then = best.value_at(common), default.value_at(common)
+            if best_then is not None and default_then is not None:
+                where = "" if common == best.epochs_run == default.epochs_run else f" at epoch {common}"
+                gains.append(self._gap(best, best_then, default_then, f"over the default{where}"))
+            (best_epoch, best_peak), (default_epoch, default_peak) = best.peak(), default.peak()
+            comparison.append(
+                f"  best epochs: {format_metric(metric, best_peak)} (epoch {best_epoch}) against the default's "
+                f"{format_metric(metric, default_peak)} (epoch {default_epoch}): "
+                + self._gap(best, best_peak, default_peak, "")
+            )
         if start is not None:
-            gains.append(f"{_points(metric, best.best_value - start)} over epoch 0")
-        shown = f"best trial {best.trial_id}: {format_metric(metric, best.best_value)}"
-        lines.append(shown + (f" ({', '.join(gains)})" if gains else ""))
+            gains.append(f"{_points(metric, best.value - start)} over epoch 0")
+        shown = f"best trial {best.trial_id}: {format_metric(metric, best.value)}"
+        lines.append(shown + (f" ({'; '.join(gains)})" if gains else ""))
         lines.append(f"  with {best.params}")
+        lines += comparison
+        lines.append(
+            "  the best trial is the maximum over trials on these validation images, so its gain is biased upward; "
+            f"the unbiased test: ssl-tune confirm --sweep {self.sweep_dir} --top 1 --seeds 3 --with-default"
+        )
         return lines
 
+    def _gap(self, trial: TrialRecord, value: float, other: float, what: str) -> str:
+        """'+1.2 points over the default', then ': within noise (...)' when the gap is below the validation split's
+        binomial standard error at their mean accuracy (`trial`'s rows say how many images it has)."""
+        gap = " ".join(filter(None, (_points(self.metric, value - other), what)))
+        error = binomial_error((value + other) / 2, (trial.last_trained or {}).get(KNN_QUERIES))
+        if not is_accuracy(self.metric) or error is None or abs(value - other) >= error:
+            return gap
+        return f"{gap}: within noise, below the validation split's standard error of {scaled(self.metric, error):.1f}"
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9)
-    return a == b
+
+def binomial_error(accuracy: float, images: int | None) -> float | None:
+    """The binomial standard error √(p(1−p)/n) of an accuracy p measured on n images (None without n).
+
+    >>> round(binomial_error(0.25, 1000), 4)
+    0.0137
+    """
+    if not images:
+        return None
+    return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+def trial_seconds(rows: list[dict[str, Any]]) -> float:
+    """A trial's trial-seconds from its reports in order (result.json): start-up, evaluation and training.
+
+    >>> trial_seconds([{"epoch": 0, "startup_process_s": 9.0, "time_total_s": 0.5}, {"epoch": 1, "time_total_s": 3.0}])
+    12.0
+    """
+    if not rows:
+        return 0.0
+    return float(rows[0].get(STARTUP_KEY) or 0.0) + float(rows[-1].get(TOTAL_KEY) or 0.0)
 
 
 def _points(metric: str, delta: float) -> str:

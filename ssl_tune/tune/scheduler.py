@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ssl_tune.metrics import SELECTION_MODE
 from ssl_tune.storage import exists, join, read_text, write_text
-from ssl_tune.tune.space import SearchSpace
+from ssl_tune.tune.space import SearchSpace, is_point
 
 ASHA_STATE_FILE = "asha_state.json"
 
@@ -24,9 +24,10 @@ ASHA_STATE_FILE = "asha_state.json"
 class ResumableASHA(ASHAScheduler):
     """`ASHAScheduler` (one bracket or several) that keeps its state in `state_path` (a local path or URI)."""
 
-    def __init__(self, state_path: str, **kwargs: Any) -> None:
+    def __init__(self, state_path: str, exempt: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state_path = state_path
+        self.exempt = exempt  # a trial with these params (the default recipe's) is recorded but never stopped
         self._stopped: dict[str, float] = {}  # trial id -> the epoch at which ASHA stopped it
         self._load()
 
@@ -38,10 +39,18 @@ class ResumableASHA(ASHAScheduler):
         if trial.trial_id in self._stopped:  # stopped before an interruption that came before it ended
             return TrialScheduler.STOP
         action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and self._exempt(trial, result):
+            action = TrialScheduler.CONTINUE  # its values still count at the rungs, for the other trials
+            self._num_stopped -= 1
         if action == TrialScheduler.STOP:
             self._stopped[trial.trial_id] = float(result.get(self._time_attr, 0))
         self._save()
         return action
+
+    def _exempt(self, trial: Any, result: dict[str, Any]) -> bool:
+        """The default recipe's trial, before its last epoch."""
+        before_end = float(result.get(self._time_attr, 0)) < self._max_t
+        return self.exempt is not None and before_end and is_point(trial.config, self.exempt)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
         super().on_trial_complete(tune_controller, trial, result)
@@ -74,13 +83,15 @@ class ResumableASHA(ASHAScheduler):
         self._num_stopped = int(state["num_stopped"])
 
 
-def sweep_scheduler(space: SearchSpace, sweep_dir: str, max_epochs: int) -> TrialScheduler:
+def sweep_scheduler(space: SearchSpace, sweep_dir: str, max_epochs: int, data_dir: str | None) -> TrialScheduler:
     """The sweep's early stopping: ASHA on the selection metric, its rungs kept in the sweep folder (read back
-    on --resume), or none (`early_stopping: none`: every trial runs out)."""
+    on --resume), or none (`early_stopping: none`: every trial runs out). The default recipe's trial
+    (`try_default`) runs out: the sweep compares the best trial with it at equal epochs."""
     if space.sweep.early_stopping != "asha":
         return FIFOScheduler()
     return ResumableASHA(
         join(sweep_dir, ASHA_STATE_FILE),
+        exempt=space.default_point(data_dir) if space.sweep.try_default else None,
         time_attr="epoch",
         metric=space.sweep.metric,
         mode=SELECTION_MODE,

@@ -7,15 +7,17 @@ A file has four sections:
     conditional:  method name -> {key -> distribution}, searched only when that method is drawn
     if_data_dir:  keys applied when the sweep is given --data-dir (e.g. switch synthetic -> cifar10)
     points_to_evaluate: parameter values to try first (e.g. a paper's recipe); unnamed ones are sampled
-    asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs)
+    asha:         grace_period, reduction_factor, max_epochs (defaults: 1, 2, fixed epochs); max_epochs is the
+                  trials' length: it sets their `epochs`, so their lr and momentum schedules end with it
     sweep:        num_samples, max_concurrent, workers_per_trial, gpus_per_trial, cpus_per_worker, max_failures,
-                  searcher (tpe|random), early_stopping (asha|none), budget_epochs, try_default, ...
+                  searcher (tpe|random), early_stopping (asha|none), budget_epochs, budget_seconds, try_default, ...
 
 A distribution is `{type: loguniform|uniform|int|categorical, low, high, step, log, choices}`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -150,6 +152,13 @@ class SweepSettings(Settings):
         description="stop the sweep, running trials included, once its trials have trained this many epochs in "
         "all (epoch 0 not counted); num_samples still caps the trials",
     )
+    budget_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=1e9,
+        description="stop the sweep, running trials included, once its trials have spent this many trial-seconds "
+        "in all (start-up, evaluation and training; budget.py); num_samples still caps the trials",
+    )
 
     @model_validator(mode="after")
     def _gpus_as_the_hardware_has_them(self) -> SweepSettings:
@@ -208,30 +217,41 @@ class SearchSpace(Settings):
         return layer
 
     def max_epochs(self, base: TrainConfig) -> int:
+        """The trials' length (ASHA's max_t): `asha.max_epochs`, which sets their `epochs`, else the fixed epochs."""
         return self.asha.max_epochs or base.epochs
 
     def train_config(self, params: dict[str, Any], data_dir: str | None = None) -> TrainConfig:
         """The full run config for one trial's sampled `params` (flat `key` or `method:key` names).
 
         A sweep's runs always monitor the validation split (held out of the train split), and measure RankMe
-        when the sweep selects on it: nothing a sweep decides reads the test split.
+        when the sweep selects on it: nothing a sweep decides reads the test split. `asha.max_epochs` is their
+        length (schedules included): a trial that runs to it completes its recipe, never one cut mid-schedule.
         """
         layer = nest({_strip_method(k): v for k, v in params.items()})
-        selection: dict[str, Any] = {"monitor": "val"}
+        sweep: dict[str, Any] = {"monitor": "val"}
         if self.sweep.metric == RANKME:
-            selection["rankme"] = True
-        return build_config(self.base_layer(data_dir), layer, selection)
+            sweep["rankme"] = True
+        if self.asha.max_epochs is not None:
+            sweep["epochs"] = self.asha.max_epochs
+        return build_config(self.base_layer(data_dir), layer, sweep)
 
     def default_point(self, data_dir: str | None = None) -> dict[str, Scalar]:
-        """The default recipe as a point of the space: each unconditional searched key at its value in the
-        config the fixed settings and the (first) method's defaults give."""
+        """The default recipe as a point of the space: every searched key its method defines, the conditional
+        ones included, at its value in the config the fixed settings and the (first) method's defaults give.
+        Optuna samples no key of it (`sweep.try_default` pins them all)."""
         method = self.method_choices()[0]
         config = self.train_config({"method": method}, data_dir).to_yaml_dict()
+        names = [*self.params, *(conditional_name(method, key) for key in self.conditional.get(method, {}))]
         point: dict[str, Scalar] = {}
-        for name in self.params:
+        for name in names:
             value: Any = config
-            for part in name.split("."):
-                value = value[part]
+            for part in _strip_method(name).split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                raise UsageError(
+                    f"try_default: the default recipe leaves {name} unset (derived when the run starts), so its trial "
+                    "cannot pin it: search it without try_default"
+                )
             point[name] = value
         return point
 
@@ -257,6 +277,18 @@ class SearchSpace(Settings):
 def conditional_name(method: str, key: str) -> str:
     """The trial-config name of a conditional parameter (unique per method, so Optuna's ranges stay apart)."""
     return f"{method}:{key}"
+
+
+def is_point(params: dict[str, Any], point: dict[str, Scalar]) -> bool:
+    """Whether a trial's `params` hold every key of `point` at its value (floats to 1e-9): e.g. the default recipe's
+    trial (`SearchSpace.default_point`)."""
+    return all(_same(params.get(k), v) for k, v in point.items())
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
 
 
 def _strip_method(name: str) -> str:
@@ -299,6 +331,8 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
         raise UsageError("nothing to search: the space has no params (put constants under fixed, ranges under params)")
     if "monitor" in space.fixed or "monitor" in space.params:
         raise UsageError("'monitor' is the sweep's: it selects on the validation split and never reads the test split")
+    if any(_strip_method(name) == "epochs" for name in space.hparam_names()):
+        raise UsageError("'epochs' is the trials' length, ASHA's max_t: set it under fixed or with --max-epochs")
     methods = space.method_choices()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -318,7 +352,8 @@ def check_space(space: SearchSpace, data_dir: str | None = None) -> None:
                 raise UsageError(f"points_to_evaluate[{i}]: {name}={value!r} is outside its distribution")
     if space.sweep.try_default:
         for name, value in space.default_point(data_dir).items():
-            if not _contains(space.params[name], value):
+            dist = space.distribution(name)
+            if dist is None or not _contains(dist, value):
                 raise UsageError(
                     f"try_default: the default {name}={value!r} is outside its distribution (widen the range)"
                 )

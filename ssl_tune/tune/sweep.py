@@ -4,8 +4,9 @@ its own (reused) process, or through Ray Train when it has several workers.
 Everything the user gave is checked before Ray starts (`checks.py`). The sweep directory <storage>/<name>/ holds
 Tune's experiment state and trial directories (params.json, result.json, TensorBoard events),
 `sweep.yaml` (the space and settings, for --resume and export), the Optuna journal, ASHA's rungs
-(`asha_state.json`), each trial's checkpoints in its folder, and `train/trial-<id>/` with the Ray Train
-checkpoints of multi-worker trials.
+(`asha_state.json`), each trial's checkpoints in its folder, `train/trial-<id>/` with the Ray Train
+checkpoints of multi-worker trials, and `curves.parquet` (every epoch of every trial, rewritten when the driver
+ends).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SweepResult:
 
 def run_sweep(request: SweepRequest) -> SweepResult:
     """Run (or resume) a sweep to completion; returns a summary of the best trial."""
+    from ssl_tune.tune.curves import curve_rows, curves_table, write_curves
     from ssl_tune.tune.searcher import sync_optuna_journal
 
     sweep = check_sweep(request)
@@ -52,8 +54,11 @@ def run_sweep(request: SweepRequest) -> SweepResult:
         finally:
             _record_session(sweep.sweep_dir, started, limit or sweep.space.sweep.num_samples)
             sync_optuna_journal(sweep.sweep_dir, sweep.name)  # the final copy, past the searcher's throttle
+            write_curves(sweep.sweep_dir, curves_table(curve_rows(load_sweep(sweep.sweep_dir))))
     s = sweep.space.sweep
-    spent_budget = s.budget_epochs is not None and load_sweep(sweep.sweep_dir).trained_epochs >= s.budget_epochs
+    record = load_sweep(sweep.sweep_dir)
+    spent_epochs = s.budget_epochs is not None and record.trained_epochs >= s.budget_epochs
+    spent_budget = spent_epochs or (s.budget_seconds is not None and record.trial_seconds >= s.budget_seconds)
     if results.num_terminated + results.num_errors < s.num_samples and not spent_budget:
         storage = Path(sweep.sweep_dir).parent if not is_uri(sweep.sweep_dir) else request.storage
         raise Interrupted(
@@ -65,7 +70,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
 
 def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: str) -> Any:
     """The sweep's Tuner: Optuna's searcher, ASHA (or none), the budget, the trackers and a line per trial event."""
-    from ssl_tune.tune.budget import EpochBudget
+    from ssl_tune.tune.budget import Budget
     from ssl_tune.tune.progress import TrialEvents
     from ssl_tune.tune.recorder import trial_dirname
     from ssl_tune.tune.scheduler import ResumableASHA, sweep_scheduler
@@ -75,7 +80,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
     from ssl_tune.tune.tuner import new_tuner, restore_tuner
 
     space, sweep_dir, s = sweep.space, sweep.sweep_dir, sweep.space.sweep
-    plan = TrialPlan.from_space(space, sweep.data_dir, sweep_dir, sweep.metric)
+    plan = TrialPlan.from_space(space, sweep.data_dir, sweep_dir)
     resources = cluster_resources()
     if s.gpus_per_trial and not resources.get("GPU"):  # a local cluster without one was refused by the checks
         print("note: the cluster has no GPU now; trials wait until the autoscaler adds GPU nodes")
@@ -85,7 +90,7 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
         return restore_tuner(run_trial, plan, sweep_dir)
     print(f"sweep {sweep.name}: {s.num_samples} trials, up to {limit or s.num_samples} at a time ({why})")
     max_epochs = sweep.max_epochs
-    scheduler = sweep_scheduler(space, sweep_dir, max_epochs)
+    scheduler = sweep_scheduler(space, sweep_dir, max_epochs, sweep.data_dir)
     callbacks: list[Any] = tune_callbacks(request.tracking, sweep.name, "sweep", space.fixed, max_epochs)
     if not request.verbose:  # one line per trial event instead of Ray's status tables
         rungs = scheduler.rung_epochs() if isinstance(scheduler, ResumableASHA) else []
@@ -95,10 +100,9 @@ def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: s
         plan,
         sweep_dir,
         epochs=max_epochs,
-        final_eval=False,
         verbose=request.verbose,
         callbacks=callbacks,
-        stop=EpochBudget(s.budget_epochs, sweep_dir) if s.budget_epochs else None,
+        stop=Budget(s.budget_epochs, s.budget_seconds, sweep_dir) if s.budget_epochs or s.budget_seconds else None,
         search_alg=sweep_searcher(space, sweep_dir, sweep.name, sweep.data_dir, max_epochs),
         scheduler=scheduler,
         num_samples=s.num_samples,

@@ -12,7 +12,6 @@ import ray.tune
 from ssl_tune.config import TrainConfig
 from ssl_tune.data.streaming import build_dataset
 from ssl_tune.data.training import open_training_data
-from ssl_tune.metrics import SELECTION_METRIC, SELECTION_MODE
 from ssl_tune.storage import join
 from ssl_tune.tune.devices import gpus_as_cpu
 from ssl_tune.tune.space import SearchSpace
@@ -30,15 +29,14 @@ class TrialPlan:
     gpus_per_trial: float
     cpus_per_worker: float
     max_failures: int
-    metric: str = SELECTION_METRIC  # what the kept checkpoints are ranked by
     reuse_processes: bool = True  # sweep.reuse_processes
 
     @classmethod
-    def from_space(cls, space: SearchSpace, data_dir: str | None, sweep_dir: str, metric: str) -> TrialPlan:
+    def from_space(cls, space: SearchSpace, data_dir: str | None, sweep_dir: str) -> TrialPlan:
         """The plan of a sweep's trials (or a confirm's runs) from the space's `sweep` settings."""
         s = space.sweep
         resources = (s.workers_per_trial, s.gpus_per_trial, s.cpus_per_worker, s.max_failures)
-        return cls(space, data_dir, sweep_dir, *resources, metric=metric, reuse_processes=s.reuse_processes)
+        return cls(space, data_dir, sweep_dir, *resources, reuse_processes=s.reuse_processes)
 
     @property
     def train_storage(self) -> str:
@@ -62,13 +60,11 @@ class TrialPlan:
         for the process that drives the Ray Train run)."""
         return self.worker_resources() if self.in_process else driver
 
-    def checkpoint_settings(self, final_eval: bool) -> dict[str, Any]:
-        """Keep two checkpoints (and always the latest, to restart from): the best two by the selection metric,
-        or, for a run that ends with its test evaluation (`confirm`), the latest two. The keywords of Tune's
-        and Ray Train's `CheckpointConfig`."""
-        if final_eval:
-            return {"num_to_keep": 2}
-        return {"num_to_keep": 2, "checkpoint_score_attribute": self.metric, "checkpoint_score_order": SELECTION_MODE}
+    def checkpoint_settings(self) -> dict[str, Any]:
+        """Keep the latest two checkpoints: the last is the one a trial's value (its last epoch's metric) and a
+        confirm run's test evaluation belong to, the one before it a fallback to restart from. The keywords of
+        Tune's and Ray Train's `CheckpointConfig`."""
+        return {"num_to_keep": 2}
 
 
 def train_run_name(trial_id: str) -> str:
@@ -117,7 +113,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
             storage_path=plan.train_storage,
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=plan.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(**plan.checkpoint_settings(final_eval)),
+            checkpoint_config=ray.train.CheckpointConfig(**plan.checkpoint_settings()),
         ),
     )
     trainer.fit()

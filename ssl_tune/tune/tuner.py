@@ -46,7 +46,6 @@ def new_tuner(
     experiment_dir: str,
     *,
     epochs: int,
-    final_eval: bool,
     verbose: bool,
     parameters: dict[str, Any] | None = None,
     callbacks: Sequence[Any] = (),
@@ -55,9 +54,9 @@ def new_tuner(
     **tune_config: Any,
 ) -> tune.Tuner:
     """A new experiment in `experiment_dir` (a path or URI) of `trainable(params, plan=plan, **parameters)`
-    trials, whose longest run is `epochs` epochs; `final_eval` runs end with their test evaluation (their
-    latest checkpoints kept, not the best). `callbacks` come after the recorder's; `tune_config` are
-    `TuneConfig` keywords (search_alg, scheduler, num_samples, max_concurrent_trials, trial names)."""
+    trials, whose longest run is `epochs` epochs, each keeping its latest checkpoints. `callbacks` come after the
+    recorder's; `tune_config` are `TuneConfig` keywords (search_alg, scheduler, num_samples, max_concurrent_trials,
+    trial names)."""
     storage, name = split(experiment_dir)
     run_config = tune.RunConfig(  # Tuner.restore reads it back
         verbose=None if verbose else 0,
@@ -66,7 +65,7 @@ def new_tuner(
         callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
         stop=stop,
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings(final_eval)),
+        checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings()),
     )
     # reuse_actors: a process that ran a trial runs the next (imports, data, epoch 0 kept)
     settings = tune.TuneConfig(reuse_actors=plan.in_process, **tune_config)

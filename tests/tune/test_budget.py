@@ -6,13 +6,13 @@ import pickle
 
 import optuna
 
-from ssl_tune.tune.budget import EpochBudget
+from ssl_tune.tune.budget import Budget
 from ssl_tune.tune.searcher import optuna_sampler
 from ssl_tune.tune.space import SweepSettings
 
 
 def test_budget_counts_each_trials_last_epoch_and_stops_all_at_the_budget(tmp_path):
-    budget = EpochBudget(5, str(tmp_path / "new-sweep"))  # no sweep files yet: nothing spent
+    budget = Budget(5, None, str(tmp_path / "new-sweep"))  # no sweep files yet: nothing spent
     for epoch in (0, 1, 2):
         assert budget("a", {"epoch": epoch}) is False  # never stops one trial by itself
     assert (budget.spent, budget.stop_all()) == (2, False)
@@ -26,6 +26,22 @@ def test_budget_counts_each_trials_last_epoch_and_stops_all_at_the_budget(tmp_pa
     # pickled with Tune's experiment state: it recounts from the sweep's files on restore, not from memory
     restored = pickle.loads(pickle.dumps(budget))
     assert restored.budget_epochs == 5 and restored.spent == 0
+
+
+def test_budget_in_trial_seconds_counts_start_up_evaluation_and_training(tmp_path):
+    """A trial's seconds: its process start-up (first report) and Tune's wall time at its last report."""
+    budget = Budget(None, 30.0, str(tmp_path / "new-sweep"))
+    budget("a", {"epoch": 0, "startup_process_s": 9.0, "time_total_s": 0.5})  # a new process, then epoch 0
+    budget("a", {"epoch": 1, "time_total_s": 4.0})
+    budget("b", {"epoch": 0, "time_total_s": 0.0})  # a reused process: its epoch 0 kept, no start-up
+    budget("b", {"epoch": 1, "time_total_s": 3.0})
+    assert (budget.spent_seconds, budget.stop_all()) == (16.0, False)
+    budget("a", {"epoch": 2, "time_total_s": 18.0})
+    assert (budget.spent_seconds, budget.spent, budget.stop_all()) == (30.0, 3, True)
+    assert Budget(4, 1e6, str(tmp_path / "x")).stop_all() is False
+    both = Budget(3, 1e6, str(tmp_path / "y"))  # either measure spent stops the sweep
+    both("a", {"epoch": 3, "time_total_s": 1.0})
+    assert both.stop_all()
 
 
 def test_searcher_picks_optunas_sampler():

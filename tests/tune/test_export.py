@@ -68,7 +68,9 @@ def test_export_picks_the_best_finished_trial_and_writes_all_files(tmp_path, cap
     assert best["lr"] == 0.5 and best["method"] == "simsiam" and "out" not in best
     table = pq.read_table(out / "trials.parquet").to_pylist()
     by_id = {row["trial_id"]: row for row in table}
-    assert by_id["a"]["best_value"] == 0.4 and by_id["a"]["last_value"] == 0.4 and by_id["a"]["lr"] == 0.1
+    assert by_id["a"]["value"] == 0.4 and by_id["a"]["lr"] == 0.1
+    assert by_id["b"]["value"] == 0.45 and by_id["b"]["checkpoint"] == done.checkpoint
+    assert by_id["c"]["value"] is None  # diverged: its last epoch is NaN
     assert by_id["c"]["status"] == "diverged" and by_id["d"]["status"] == "unfinished"
     assert (out / "best_checkpoint.txt").read_text().strip() == done.checkpoint
 

@@ -25,14 +25,14 @@ CURVES = {
 
 
 def _trials() -> dict[str, Trial]:
-    return {tid: Trial("scripted", trial_id=tid, stub=True) for tid in CURVES}
+    return {tid: Trial("scripted", config={"lr": ord(tid) / 100}, trial_id=tid, stub=True) for tid in CURVES}
 
 
-def _new(scheduler_cls, folder):
+def _new(scheduler_cls, folder, exempt=None):
     kwargs = dict(time_attr="epoch", metric="val_knn_acc", mode="max", max_t=MAX_EPOCHS)
     kwargs |= dict(grace_period=GRACE, reduction_factor=FACTOR)
     if scheduler_cls is ResumableASHA:
-        return ResumableASHA(str(folder / "asha_state.json"), **kwargs)
+        return ResumableASHA(str(folder / "asha_state.json"), exempt=exempt, **kwargs)
     return scheduler_cls(**kwargs)
 
 
@@ -53,10 +53,10 @@ def _feed(scheduler, trials, events, added: set[str]) -> list[str]:
     return decisions
 
 
-def _uninterrupted(scheduler_cls, folder) -> tuple[list[tuple[str, int]], list[str]]:
+def _uninterrupted(scheduler_cls, folder, exempt=None) -> tuple[list[tuple[str, int]], list[str]]:
     """Two trials at a time, in turn, each reporting its next epoch; a slot frees when a trial stops or ends.
     Returns the sequence of results and the decisions."""
-    scheduler, trials, added = _new(scheduler_cls, folder), _trials(), set()
+    scheduler, trials, added = _new(scheduler_cls, folder, exempt), _trials(), set()
     events, decisions, queue, running = [], [], list(CURVES), {}
     while queue or running:
         while len(running) < 2 and queue:
@@ -71,11 +71,11 @@ def _uninterrupted(scheduler_cls, folder) -> tuple[list[tuple[str, int]], list[s
     return events, decisions
 
 
-def _resumed(scheduler_cls, folder, events, cut: int) -> list[str]:
+def _resumed(scheduler_cls, folder, events, cut: int, exempt=None) -> list[str]:
     """The same results, with the driver killed after `cut` of them: the sweep resumes with the scheduler as it
     was built (Tuner pickles it before the run), and each trial still running replays its last epoch (it
     restarts from that epoch's checkpoint) before the remaining results arrive."""
-    built = pickle.dumps(_new(scheduler_cls, folder))
+    built = pickle.dumps(_new(scheduler_cls, folder, exempt))
     trials = _trials()
     before = _feed(pickle.loads(built), trials, events[:cut], set())
     ended = {t for (t, e), a in zip(events[:cut], before, strict=True) if a == TrialScheduler.STOP or e == MAX_EPOCHS}
@@ -93,6 +93,25 @@ def test_a_resumed_sweep_stops_the_same_trials_as_an_uninterrupted_one(tmp_path)
         folder = tmp_path / f"cut{cut}"
         folder.mkdir()
         assert _resumed(ResumableASHA, folder, events, cut) == decisions, cut
+
+
+def test_the_default_recipes_trial_is_never_stopped_also_after_a_resume(tmp_path):
+    """`try_default`: ASHA records the default's values at its rungs but lets it run to the end, and a resumed
+    sweep decides the same at every cut."""
+    worst = {"lr": ord("f") / 100}  # trial f has the lowest curve: ASHA stops it at its first rung otherwise
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "exempt").mkdir()
+    plain_events, plain = _uninterrupted(ResumableASHA, tmp_path / "plain")
+    assert ("f", 1, TrialScheduler.STOP) in [(*ev, a) for ev, a in zip(plain_events, plain, strict=True)]
+    events, decisions = _uninterrupted(ResumableASHA, tmp_path / "exempt", exempt=worst)
+    assert [e for t, e in events if t == "f"] == list(range(1, MAX_EPOCHS + 1))
+    f_decisions = [a for (t, e), a in zip(events, decisions, strict=True) if t == "f" and e < MAX_EPOCHS]
+    assert set(f_decisions) == {TrialScheduler.CONTINUE}
+    assert decisions.count(TrialScheduler.STOP) >= 3  # the others are still pruned
+    for cut in range(1, len(events)):
+        folder = tmp_path / f"cut{cut}"
+        folder.mkdir()
+        assert _resumed(ResumableASHA, folder, events, cut, exempt=worst) == decisions, cut
 
 
 def test_tunes_own_asha_prunes_less_after_a_resume(tmp_path):

@@ -4,6 +4,8 @@ written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -108,3 +110,79 @@ def test_the_default_recipe_is_the_first_point_when_asked():
     asked = space.model_copy(update={"sweep": space.sweep.model_copy(update={"try_default": True})})
     default = {"lr": 0.4, "method_params.temperature": 0.2}  # SimCLR's defaults (solo-learn's recipe)
     assert asked.initial_points() == [default, {"lr": 0.3}]
+
+
+def _without_predictor_lr(space: dict) -> None:
+    space["conditional"]["simsiam"].pop("method_params.predictor_lr")
+
+
+def _all_methods_space(tmp_path, edit) -> str:
+    space = yaml.safe_load(Path("search_spaces/all.yaml").read_text())
+    space["sweep"]["try_default"] = True
+    edit(space)
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return str(path)
+
+
+def test_a_conditional_spaces_default_pins_its_methods_parameters(tmp_path):
+    """The default recipe of search_spaces/all.yaml is SimSiam's at batch size 256: Optuna, given the default point
+    as the sweep's first trial, samples none of SimSiam's conditional keys."""
+    import optuna
+
+    from ssl_tune.tune.space import DefineByRun, load_space
+
+    space = load_space(_all_methods_space(tmp_path, _without_predictor_lr))
+    default = space.default_point()
+    assert default == {"method": "simsiam", "batch_size": 256, "simsiam:lr": 0.5, "simsiam:weight_decay": 1.0e-5}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    for point in space.initial_points():
+        study.enqueue_trial(point)
+    trial = study.ask()
+    DefineByRun(space)(trial)
+    assert trial.params == default
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda s: (
+                _without_predictor_lr(s)
+                or s["conditional"]["simsiam"].update(lr={"type": "uniform", "low": 0.01, "high": 0.1})
+            ),
+            "try_default: the default simsiam:lr=0.5 is outside its distribution",
+        ),
+        (
+            lambda s: None,  # SimSiam's predictor_lr is None by default: the run's lr, decided when it starts
+            "try_default: the default recipe leaves simsiam:method_params.predictor_lr unset",
+        ),
+    ],
+    ids=["outside its range", "unset by the recipe"],
+)
+def test_try_default_refuses_a_conditional_default_it_cannot_pin(tmp_path, capsys, edit, expected):
+    path = _all_methods_space(tmp_path, edit)
+    code = main(["sweep", "--space", path, "--storage", str(tmp_path / "store")])
+    _assert_refused(code, capsys, expected, tmp_path / "store")
+
+
+def test_max_epochs_is_the_trials_length_schedules_included():
+    """--max-epochs (asha.max_epochs) sets every trial's `epochs`: a trial that reaches it has finished its lr
+    schedule, so it completes, and the default recipe and confirm run as long."""
+    from ssl_tune.tune.recorder import trial_status
+    from ssl_tune.tune.space import SearchSpace
+
+    for max_epochs in (2, 7):  # shorter and longer than the fixed epochs
+        space = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR, "asha": {"max_epochs": max_epochs}})
+        base = space.train_config({"lr": 0.1})
+        assert base.epochs == max_epochs == space.max_epochs(base)
+        assert trial_status({"epoch": max_epochs, "status": "ok"}, False, space.max_epochs(base)).value == "completed"
+    plain = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": LR})
+    assert plain.train_config({"lr": 0.1}).epochs == TINY_FIXED["epochs"]
+
+
+def test_searching_epochs_is_refused(tmp_path, capsys):
+    space = {"fixed": TINY_FIXED, "params": {**LR, "epochs": {"type": "int", "low": 2, "high": 4}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(space))
+    code = main(["sweep", "--space", str(tmp_path / "s.yaml"), "--storage", str(tmp_path / "store")])
+    _assert_refused(code, capsys, "'epochs' is the trials' length", tmp_path / "store")

@@ -27,6 +27,7 @@ from ssl_tune.tune.confirm import REPORT_FILE as CONFIRM_REPORT
 from ssl_tune.tune.confirm import TABLE_FILE as CONFIRM_TABLE
 from ssl_tune.tune.results import END_FILE, load_sweep
 from tests.helpers import REPO, TINY_FIXED, run_cli, sweep_cmd, write_space
+from tests.tune.test_curves import assert_curves_match_the_trials
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster or trains for several epochs
 
@@ -64,11 +65,17 @@ def test_sweep_completes_and_asha_stops_some_trials(finished_sweep):
     # the summary, read from the sweep's files: epoch 0, the default recipe's trial, the best trial and the gains
     default = sweep.default_trial()
     assert default is not None and default.params == sweep.space.default_point()
+    assert default.epochs_run == MAX_EPOCHS and default.status == "completed"  # ASHA never stops the default
     summary = sweep.summary()
-    assert summary[1].startswith(f"default recipe: val_knn_acc {100 * default.best_value:.2f}%")
+    assert summary[1].startswith(f"default recipe: val_knn_acc {100 * default.value:.2f}%")
     best = sweep.best()
-    gain = 100 * (best.best_value - default.best_value)
-    assert f"best trial {best.trial_id}: val_knn_acc {100 * best.best_value:.2f}% ({gain:+.1f} points" in summary[2]
+    common = min(best.epochs_run, default.epochs_run)  # compared at equal epochs
+    gain = 100 * (best.value_at(common) - default.value_at(common))
+    assert f"best trial {best.trial_id}: val_knn_acc {100 * best.value:.2f}% ({gain:+.1f} points" in summary[2]
+    assert "the unbiased test: ssl-tune confirm" in summary[-1]
+    # each epoch says how many validation images its kNN accuracy is measured on (the summary's standard error)
+    assert {r["knn_queries"] for t in sweep.trials for r in t.results} == {TINY_FIXED["val_size"]}
+    assert_curves_match_the_trials(sweep_dir)  # the sweep's curves.parquet: every epoch of every trial
     assert "\n".join(summary) in stdout
     assert "tensorboard --logdir" in stdout and "ssl-tune export" in stdout and "ssl-tune confirm" in stdout
     # one compact line per trial event, not Ray's status tables
@@ -157,14 +164,13 @@ def test_export_round_trip(finished_sweep, tmp_path, capsys):
         ]
         assert row["lr"] == t.params["lr"] and row["weight_decay"] == t.params["weight_decay"]
         assert row["metric"] == "val_knn_acc"
-        assert row["best_value"] == max(r["val_knn_acc"] for r in tune_rows if r["epoch"] > 0)  # trained epochs only
-        assert row["last_value"] == tune_rows[-1]["val_knn_acc"]
+        assert row["value"] == tune_rows[-1]["val_knn_acc"]  # a trial's value: its last epoch's
         assert row["epochs_run"] == tune_rows[-1]["epoch"]
         assert row["status"] == t.status
-    best_row = max(table, key=lambda r: r["best_value"])
+    best_row = max(table, key=lambda r: r["value"])
     checkpoint = (out / "best_checkpoint.txt").read_text().strip()
     # a single-worker trial keeps its checkpoints in its own folder
-    assert checkpoint == best_row["best_checkpoint"]
+    assert checkpoint == best_row["checkpoint"]
     assert checkpoint.startswith(str(sweep_dir / f"trial-{best_row['trial_id']}" / "checkpoint_"))
 
     best = yaml.safe_load((out / "best.yaml").read_text())
@@ -271,7 +277,7 @@ def test_confirm_plans_the_top_configs_with_fresh_seeds_and_the_default_recipe(f
     sweep_dir, _ = finished_sweep
     sweep = load_sweep(str(sweep_dir))
     runs = plan_runs(sweep, top=2, seeds=3, epochs=None, with_default=True)
-    ranked = sorted(sweep.finished(), key=lambda t: t.best_value, reverse=True)[:2]
+    ranked = sorted(sweep.finished(), key=lambda t: t.value, reverse=True)[:2]
     assert [r.label for r in runs] == [ranked[0].trial_id] * 3 + [ranked[1].trial_id] * 3 + ["default"] * 3
     assert [r.seed for r in runs] == [1, 2, 3] * 3  # fresh: the sweep's trials all ran seed 0
     for run in runs:  # the whole train split, judged on the test split, at the sweep's full length

@@ -13,7 +13,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ssl_tune.tune.results import END_FILE, load_sweep
-from tests.helpers import REPO, run_cli, sweep_cmd, write_space
+from tests.helpers import REPO, TINY_FIXED, run_cli, sweep_cmd, write_space
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster or trains for several epochs
 
@@ -29,7 +29,8 @@ def _ended(sweep_dir):
 # exercises with a SIGINT (tests/tune/test_sweep.py); running both variants cost 3 minutes of CI.
 @pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["sigkill"])
 def test_interrupted_driver_then_resume_completes_the_sweep_without_rerunning_finished_trials(tmp_path, sig):
-    space = write_space(tmp_path / "space.yaml", sweep={"num_samples": NUM_SAMPLES, "cpus_per_worker": 1})
+    sweep_settings = {"num_samples": NUM_SAMPLES, "cpus_per_worker": 1, "try_default": True}
+    space = write_space(tmp_path / "space.yaml", sweep=sweep_settings)
     store, sweep_dir = tmp_path / "store", tmp_path / "store" / "resumable"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
     args = sweep_cmd("--space", str(space), "--storage", str(store), "--name", "resumable")
@@ -63,6 +64,8 @@ def test_interrupted_driver_then_resume_completes_the_sweep_without_rerunning_fi
     for name, (results, mtime) in before.items():
         assert (sweep_dir / name / "result.json").read_text() == results, f"{name} ran again"
         assert (sweep_dir / name / END_FILE).stat().st_mtime_ns == mtime, f"{name} ran again"
+    default = sweep.default_trial()  # ASHA, restored on --resume, still lets the default recipe run to the end
+    assert default is not None and default.status == "completed" and default.epochs_run == TINY_FIXED["epochs"]
     for t in sweep.trials:  # trials cut short resumed from their checkpoints: each epoch reported once
         epochs = [r["epoch"] for r in t.results]
         assert epochs == sorted(set(epochs)), (t.trial_id, epochs)
