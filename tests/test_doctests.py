@@ -9,6 +9,8 @@ import pytest
 
 MODULES = [
     "ssl_tune.data.splits",
+    "ssl_tune.engine.alpha_req",
+    "ssl_tune.engine.lidar",
     "ssl_tune.engine.rankme",
     "ssl_tune.losses",
     "ssl_tune.registry",
