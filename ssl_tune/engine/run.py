@@ -27,8 +27,10 @@ from ssl_tune.data.placement import place_images
 from ssl_tune.data.splits import validation_split
 from ssl_tune.data.streaming import STREAMED_SHARDS, ShardBatches, ShardPlan
 from ssl_tune.distributed import Distributed
+from ssl_tune.engine.alpha_req import alpha_req, band_score
 from ssl_tune.engine.collapse import effective_rank, embedding_std
 from ssl_tune.engine.knn import extract_features, knn_accuracy
+from ssl_tune.engine.lidar import lidar
 from ssl_tune.engine.optim import (
     build_optimizer,
     lr_factor,
@@ -40,12 +42,25 @@ from ssl_tune.engine.optim import (
 from ssl_tune.engine.rankme import rankme
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
-from ssl_tune.metrics import RANKME, TEST_KNN, VAL_KNN, EpochMetrics, TrialStatus, finite
+from ssl_tune.metrics import (
+    ALPHA_REQ,
+    ALPHA_REQ_ALPHA,
+    LIDAR,
+    RANKME,
+    TEST_KNN,
+    VAL_KNN,
+    EpochMetrics,
+    TrialStatus,
+    finite,
+)
 from ssl_tune.models.backbones import build_backbone
 from ssl_tune.seeds import epoch_seed
 from ssl_tune.views import ViewGenerator
 
 CHECKPOINT_FORMAT = 1
+# LiDAR's and α-ReQ's images, and LiDAR's augmentations: drawn with this seed, not the run's, so that every trial and
+# seed of a sweep is measured on the same images and views
+LABEL_FREE_SEED = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,6 +148,10 @@ class TrainingRun:
                 world=self.dist.world_size,
             )
             self.eval_images = train_images  # the eval subset less its validation queries, in host memory
+        # the label-free metrics' images: the first N of one fixed shuffle of the eval images
+        self.label_free_order = torch.randperm(
+            len(self.eval_images), generator=torch.Generator().manual_seed(LABEL_FREE_SEED)
+        )
         self.placement = self.train_source.placement
         # the kNN's bank (the first knn_bank_subset train images) and queries; resident queries on the device,
         # streamed ones copied per chunk
@@ -212,14 +231,23 @@ class TrainingRun:
     # --- evaluation --------------------------------------------------------------------------------
 
     def evaluate_names(self) -> list[str]:
-        return ([self.knn_metric] if self.knn_metric else []) + ([RANKME] if self.cfg.rankme else [])
+        names = [self.knn_metric] if self.knn_metric else []
+        names += [RANKME] if self.cfg.rankme else []
+        names += [LIDAR] if self.cfg.lidar else []
+        return names + ([ALPHA_REQ, ALPHA_REQ_ALPHA] if self.cfg.alpha_req else [])
 
     def evaluate(self) -> dict[str, float]:
         """The monitored metrics of the frozen backbone, computed on rank 0 and broadcast to all ranks:
 
         - the weighted kNN top-1 (`val_knn_acc` or `test_knn_acc`), with the first `knn_bank_subset` train
           images (all by default) as the bank and the validation (or test) images as queries;
-        - `rankme` when asked for: RankMe of the backbone features of the first `rankme_images` train images.
+        - `rankme` when asked for: RankMe of the backbone features of the first `rankme_images` train images;
+        - `lidar` when asked for: LiDAR of the backbone features of `lidar_views` augmented views (the run's
+          first view, made on the device) of `lidar_images` train images;
+        - `alpha_req` when asked for: minus the distance of α-ReQ's α (`alpha_req_alpha`) from `alpha_req_band`,
+          on the backbone features of `alpha_req_images` train images.
+
+        LiDAR's and α-ReQ's images are a fixed, seeded subset of the train images (`LABEL_FREE_SEED`).
         """
         names = self.evaluate_names()
         if not names:
@@ -256,7 +284,34 @@ class TrainingRun:
             values[self.knn_metric] = knn_accuracy(
                 bank, self.bank_labels, queries, self.query_labels, self.num_classes, k, temperature
             )
+        if LIDAR in names:
+            values[LIDAR] = lidar(self._view_features(self._label_free_images(self.cfg.lidar_images)))
+        if ALPHA_REQ in names:
+            images = self._label_free_images(self.cfg.alpha_req_images)
+            features = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
+            values[ALPHA_REQ_ALPHA] = alpha_req(features)
+            values[ALPHA_REQ] = band_score(values[ALPHA_REQ_ALPHA], self.cfg.alpha_req_band)
         return [values[name] for name in names]
+
+    def _label_free_images(self, count: int) -> torch.Tensor:
+        """The first `count` images of the fixed shuffle (all of them when fewer), where they live."""
+        chosen = self.label_free_order[:count]
+        return self.eval_images[chosen.to(self.eval_images.device)]
+
+    def _view_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, lidar_views, d) raw backbone features of augmented views of `images`, made on the device with a
+        generator seeded alike at every evaluation: the same views for every epoch and trial."""
+        generator = torch.Generator(device=self.device).manual_seed(LABEL_FREE_SEED)
+
+        def view(batch: torch.Tensor) -> torch.Tensor:
+            return self.views.first_view(batch.to(self.device), generator)
+
+        backbone, autocast = self.method.backbone, self.autocast_dtype
+        per_view = [
+            extract_features(backbone, images, view, normalize=False, autocast_dtype=autocast)
+            for _ in range(self.cfg.lidar_views)
+        ]
+        return torch.stack(per_view, dim=1)
 
     def knn_accuracy(self) -> float:
         """The monitored kNN accuracy alone (NaN when the run monitors none): for benchmarks."""
