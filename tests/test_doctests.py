@@ -20,6 +20,7 @@ MODULES = [
     "ssl_tune.engine.optim",
     "ssl_tune.models.backbones",
     "ssl_tune.views.recipes",
+    "ssl_tune.tools.bench_search",
 ]
 
 

@@ -1,0 +1,147 @@
+"""How well does each label-free metric pick a config, against the validation kNN? (docs: issue 28)
+
+    python scripts/label_free_selection.py --data-dir ../shared/datasets [--out runs/label_free] \
+        [--methods simsiam simclr byol] [--trials 6] [--epochs 4] [--train-subset 5000] [--cost | --cost-only]
+
+Per method, one real sweep on a CIFAR-10 subset (resnet_tiny) whose trials all run to the end (no early stopping),
+each reporting its validation kNN accuracy and the three label-free metrics (rankme, lidar, alpha_req) at every
+epoch, so the same trials serve every metric. From the last epoch of each trial it prints and writes (JSON):
+
+- Kendall's tau-b between each label-free metric and the validation kNN, across the trials;
+- the selection regret of each metric: the test-split kNN (`ssl-tune eval`: k=200, the whole train split as the
+  bank) of the trial the metric picks minus that of the trial the validation kNN picks (0: the same pick);
+- with --cost, each metric's evaluation time against a training epoch on the whole CIFAR-10 train split.
+
+The labels of the validation split are read by the kNN only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from ssl_tune.cli import main as cli
+from ssl_tune.engine.evaluate import evaluate_checkpoint
+from ssl_tune.metrics import LABEL_FREE, VAL_KNN
+from ssl_tune.tools.bench_search import kendall_tau
+from ssl_tune.tune.results import TrialRecord, load_sweep
+
+HEADS = {"proj_hidden_dim": 512, "proj_output_dim": 256, "pred_hidden_dim": 128}
+MEASURE_ALL = {"rankme": True, "lidar": True, "alpha_req": True}
+
+
+def space_for(method: str, args: argparse.Namespace) -> dict:
+    return {
+        "fixed": {
+            "method": method, "backbone": "resnet_tiny", "dataset": "cifar10", "train_subset": args.train_subset,
+            "test_subset": 2000, "epochs": args.epochs, "batch_size": 128, **MEASURE_ALL,
+            "rankme_images": args.train_subset, "augment": {"crop_min_scale": 0.2}, "method_params": HEADS,
+        },
+        "params": {
+            "lr": {"type": "loguniform", "low": 0.01, "high": 3.0},
+            "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
+            "augment.crop_min_scale": {"type": "uniform", "low": 0.08, "high": 0.6},
+        },
+        "sweep": {"num_samples": args.trials, "metric": VAL_KNN, "seed": 0, "early_stopping": "none"},
+    }  # fmt: skip
+
+
+def label_free_cost(data_dir: str, space: dict) -> dict[str, float]:
+    """On the whole CIFAR-10 train split (45,000 SSL images), batch 256: one epoch's training time, then each
+    metric's evaluation alone, in seconds and as a share of (training + that metric)."""
+    from ssl_tune.config import build_config
+    from ssl_tune.data.training import load_run_data
+    from ssl_tune.engine.run import TrainingRun
+
+    layer = {"data_dir": data_dir, "monitor": "val", "epochs": 1, "batch_size": 256, "train_subset": None,
+             "rankme_images": 10_000}  # fmt: skip
+    cfg = build_config(space["fixed"], layer)
+    run = TrainingRun(cfg, load_run_data(cfg))
+    run.initial_metrics()
+    metrics = run.train_epoch()
+    train_s = metrics.epoch_time_s - metrics.eval_time_s
+    cost: dict[str, float] = {"train_epoch_s": train_s}
+    for name in (VAL_KNN, *LABEL_FREE):
+        start = time.perf_counter()
+        run._measure([name])
+        seconds = time.perf_counter() - start
+        cost[f"{name}_s"], cost[f"{name}_share"] = seconds, seconds / (train_s + seconds)
+    return cost
+
+
+def selection(trials: list[TrialRecord], data_dir: str) -> dict:
+    """Kendall's tau of each metric against the validation kNN, and each metric's regret in test kNN."""
+    last = {t.trial_id: t.results[-1] for t in trials}
+    test_knn: dict[str, float] = {}
+
+    def test_of(trial_id: str) -> float:  # the last epoch's checkpoint: where every metric was read
+        if trial_id not in test_knn:
+            path = Path(last[trial_id]["checkpoint_path"])
+            test_knn[trial_id] = evaluate_checkpoint(path, data_dir, "cpu").test_knn_acc
+        return test_knn[trial_id]
+
+    knn = [float(last[t.trial_id][VAL_KNN]) for t in trials]
+    knn_pick = max(trials, key=lambda t: last[t.trial_id][VAL_KNN]).trial_id
+    out: dict = {"knn_pick": {"trial": knn_pick, "test_knn_acc": test_of(knn_pick)}, "metrics": {}}
+    for name in LABEL_FREE:
+        values = [float(last[t.trial_id][name]) for t in trials]
+        pick = max(trials, key=lambda t: float(last[t.trial_id][name])).trial_id
+        out["metrics"][name] = {
+            "kendall_tau_vs_val_knn": kendall_tau(values, knn),
+            "pick": pick,
+            "same_pick": pick == knn_pick,
+            "regret_test_knn": test_of(pick) - test_of(knn_pick),
+        }
+    out["per_trial"] = [
+        {"trial": t.trial_id, **{k: last[t.trial_id].get(k) for k in (VAL_KNN, *LABEL_FREE, "alpha_req_alpha")},
+         "params": t.params}
+        for t in trials
+    ]  # fmt: skip
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--out", type=Path, default=Path("runs/label_free"))
+    parser.add_argument("--methods", nargs="+", default=["simsiam", "simclr", "byol"])
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-subset", type=int, default=5000)
+    parser.add_argument("--cost", action="store_true", help="also time each metric against a full-split epoch")
+    parser.add_argument("--cost-only", action="store_true", help="only the timing (no sweeps)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"settings": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)}}
+    for method in [] if args.cost_only else args.methods:
+        space = space_for(method, args)
+        space_file = args.out / f"{method}.yaml"
+        space_file.write_text(yaml.safe_dump(space))
+        store, name = args.out / "store", f"label_free_{method}"
+        start = time.perf_counter()
+        if not (store / name).exists():
+            code = cli(["sweep", "--space", str(space_file), "--storage", str(store), "--name", name,
+                        "--data-dir", args.data_dir])  # fmt: skip
+            if code != 0:
+                raise SystemExit(f"the {method} sweep failed (exit {code})")
+        sweep = load_sweep(str(store / name))
+        trials = [t for t in sweep.trials if t.status.finished_normally and t.results]
+        result[method] = {
+            "trials": len(trials),
+            "sweep_s": time.perf_counter() - start,
+            **selection(trials, args.data_dir),
+        }
+        print(json.dumps({method: {k: v for k, v in result[method].items() if k != "per_trial"}}, indent=2))
+    if args.cost or args.cost_only:
+        result["cost"] = label_free_cost(args.data_dir, space_for(args.methods[0], args))
+        print(json.dumps({"cost": result["cost"]}, indent=2))
+    (args.out / "label_free_selection.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
