@@ -73,11 +73,14 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class MonitorSet:
-    """The kNN monitor's queries, and the name of the metric measured on them."""
+    """The kNN monitor's queries, and the name of the metric measured on them; `bank_images` and `bank_labels`
+    when the bank is not the train images (a labeled set beside an unlabeled pool)."""
 
     metric: str
     images: torch.Tensor
     labels: torch.Tensor
+    bank_images: torch.Tensor | None = None
+    bank_labels: torch.Tensor | None = None
 
 
 def monitored_split(cfg: TrainConfig, data: ImageData) -> tuple[torch.Tensor, torch.Tensor | None, MonitorSet | None]:
@@ -85,8 +88,20 @@ def monitored_split(cfg: TrainConfig, data: ImageData) -> tuple[torch.Tensor, to
 
     `monitor: val` holds a fixed, stratified part of the train split out of training (`validation_split`, the
     same for every trial and seed) and queries it; `monitor: test` trains on the whole train split and
-    queries the test split. Unlabeled data has no queries.
+    queries the test split. Unlabeled data has no queries; an unlabeled pool with a labeled set beside it trains on
+    the pool, and its kNN reads the labeled set's fixed bank and queries (`ImageData.labeled_splits`).
     """
+    if data.has_labeled_set:
+        if cfg.monitor == "test":
+            raise UsageError("monitor: test, but a pool with a labeled set has no test split: use monitor: val")
+        held = data.labeled_splits()
+        if len(held.train_images) < cfg.knn_k:
+            raise UsageError(
+                f"the labeled set's kNN bank has {len(held.train_images)} images, fewer than knn_k {cfg.knn_k}: "
+                "add labeled images or lower knn_k"
+            )
+        monitor = MonitorSet(VAL_KNN, held.test_images, held.test_labels, held.train_images, held.train_labels)
+        return data.train_images, None, monitor
     if not data.labeled:
         return data.train_images, None, None
     if cfg.monitor == "test":
@@ -155,12 +170,18 @@ class TrainingRun:
         self.placement = self.train_source.placement
         # the kNN's bank (the first knn_bank_subset train images) and queries; resident queries on the device,
         # streamed ones copied per chunk
-        self.knn_metric = monitor.metric if monitor is not None and train_labels is not None else None
+        self.knn_metric = monitor.metric if monitor is not None else None
         self.num_classes = data.num_classes
         self.mean, self.std = data.mean, data.std
+        self.bank_images: torch.Tensor | None = None  # None: the bank is the first train images
         if self.knn_metric is not None:
-            self.bank_labels = train_labels[: cfg.knn_bank_subset].to(self.device)
             resident = self.placement == "resident"
+            if monitor.bank_images is not None and monitor.bank_labels is not None:
+                bank = monitor.bank_images[: cfg.knn_bank_subset]
+                self.bank_images = bank.to(self.device) if resident else bank
+                self.bank_labels = monitor.bank_labels[: cfg.knn_bank_subset].to(self.device)
+            else:
+                self.bank_labels = train_labels[: cfg.knn_bank_subset].to(self.device)
             self.query_images = monitor.images.to(self.device) if resident else monitor.images
             self.query_labels = monitor.labels.to(self.device)
 
@@ -268,13 +289,19 @@ class TrainingRun:
         backbone, prepare = self.method.backbone, self._plain_on_device
         n_bank = len(self.bank_labels) if self.knn_metric in names else 0
         n_rank = min(self.cfg.rankme_images, len(self.eval_images)) if RANKME in names else 0
-        images = self.eval_images[: max(n_bank, n_rank)]
-        raw = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
-        values = {}
+        n_train_bank = n_bank if self.bank_images is None else 0  # else the bank is the labeled set's
+        values: dict[str, float] = {}
+        if n_train_bank or n_rank:
+            images = self.eval_images[: max(n_train_bank, n_rank)]
+            raw = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
         if n_rank:
             values[RANKME] = rankme(raw[:n_rank])
         if n_bank:
             store = torch.float16 if self.device.type == "cuda" else torch.float32  # the bank's memory on a GPU
+            if self.bank_images is not None:
+                raw = extract_features(
+                    backbone, self.bank_images, prepare, normalize=False, autocast_dtype=self.autocast_dtype
+                )
             bank = F.normalize(raw[:n_bank], dim=1).to(store)
             del raw
             queries = extract_features(

@@ -173,7 +173,7 @@ def _check_data(space: SearchSpace, base: TrainConfig) -> tuple[SearchSpace, boo
         labeled, n_train = data.manifest.labeled, data.stream.num_train
     else:
         images = data.load(base)
-        labeled, n_train = images.labeled, len(monitored_split(base, images)[0])
+        labeled, n_train = images.labeled or images.has_labeled_set, len(monitored_split(base, images)[0])
     metric = space.sweep.metric or (VAL_KNN if labeled else RANKME)
     if metric == VAL_KNN and not labeled:
         raise UsageError(
