@@ -108,3 +108,24 @@ def test_a_labeled_set_without_a_pool_is_one_line(tmp_path):
         path.unlink()
     with pytest.raises(UsageError, match="no images in the pool"):
         load_data("imagefolder", root, image_size=SIZE)
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_pool_selects_on_the_labeled_sets_knn(tmp_path):
+    from ssl_tune.tune.results import load_sweep
+    from tests.helpers import run_cli, sweep_cmd, write_space
+
+    root = pool_folder(tmp_path / "d")
+    fixed = {"dataset": "imagefolder", "image_size": SIZE, "epochs": 1, "batch_size": 32, "knn_k": 5,
+             "train_subset": None, "val_size": None}  # fmt: skip
+    space = write_space(tmp_path / "pool.yaml", fixed=fixed, sweep={"num_samples": 2, "max_concurrent": 1})
+    proc = run_cli(sweep_cmd("--space", str(space), "--storage", str(tmp_path / "store"), "--data-dir", str(root)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweep = load_sweep(str(tmp_path / "store" / "pool"))
+    assert sweep.metric == "val_knn_acc" and len(sweep.trials) == 2  # labels beside the pool: the kNN, by default
+    for t in sweep.trials:
+        assert t.status.finished_normally
+        # queries: half of the labeled set; its kNN accuracy is a multiple of 1 / queries
+        queries = PER_CLASS * CLASSES // 2
+        assert all(abs(r["val_knn_acc"] * queries - round(r["val_knn_acc"] * queries)) < 1e-6 for r in t.results)
+    assert sweep.best().best_value == max(t.best_value for t in sweep.trials)
