@@ -39,7 +39,8 @@ def space_for(method: str, args: argparse.Namespace) -> dict:
         "fixed": {
             "method": method, "backbone": "resnet_tiny", "dataset": "cifar10", "train_subset": args.train_subset,
             "test_subset": 2000, "epochs": args.epochs, "batch_size": 128, **MEASURE_ALL,
-            "rankme_images": args.train_subset, "augment": {"crop_min_scale": 0.2}, "method_params": HEADS,
+            "rankme_images": args.train_subset, "lidar_images": args.lidar_images, "lidar_views": args.lidar_views,
+            "augment": {"crop_min_scale": 0.2}, "method_params": HEADS,
         },
         "params": {
             "lr": {"type": "loguniform", "low": 0.01, "high": 3.0},
@@ -112,6 +113,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--train-subset", type=int, default=5000)
+    parser.add_argument("--lidar-images", type=int, default=1000)
+    parser.add_argument("--lidar-views", type=int, default=10)
     parser.add_argument("--cost", action="store_true", help="also time each metric against a full-split epoch")
     parser.add_argument("--cost-only", action="store_true", help="only the timing (no sweeps)")
     args = parser.parse_args()

@@ -73,3 +73,17 @@ def test_bad_band_is_refused(band):
 
     with pytest.raises((UsageError, ValueError), match="alpha_req_band"):
         _run(alpha_req_band=band)
+
+
+def test_lidar_views_and_features_read_no_device_value(monkeypatch):
+    # the views are made and the features extracted on the device without a host read; the one read is LiDAR's
+    # scalar at the end
+    from tests.engine.test_no_host_sync import host_reads_forbidden
+
+    run = _run()
+    images = run._label_free_images(40)
+    with host_reads_forbidden(monkeypatch) as arm:
+        arm(True)
+        features = run._view_features(images)
+        arm(False)
+    assert features.shape[:2] == (40, 3)

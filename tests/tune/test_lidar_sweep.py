@@ -96,3 +96,14 @@ def test_rank_across_methods_lets_it_through():
     mixed = {"params": {"method": {"type": "categorical", "choices": ["simsiam", "byol"]}}}
     check_one_method(SearchSpace.model_validate(mixed), "val_knn_acc")  # labels compare across methods
     check_one_method(SearchSpace.model_validate({**mixed, "sweep": {"rank_across_methods": True}}), "lidar")
+
+
+@pytest.mark.parametrize("metric", ["lidar", "alpha_req", "rankme"])
+def test_a_sweep_measures_the_label_free_metric_it_selects_on(metric):
+    from ssl_tune.tune.space import SearchSpace
+
+    space = SearchSpace.model_validate({"params": {"lr": {"type": "loguniform", "low": 0.01, "high": 1.0}},
+                                        "sweep": {"metric": metric}})  # fmt: skip
+    cfg = space.train_config({"lr": 0.1})
+    measured = {name for name in ("rankme", "lidar", "alpha_req") if getattr(cfg, name)}
+    assert measured == {metric} and cfg.monitor == "val"
