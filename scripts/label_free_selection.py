@@ -10,6 +10,9 @@ epoch, so the same trials serve every metric. From the last epoch of each trial 
 - Kendall's tau-b between each label-free metric and the validation kNN, across the trials;
 - the selection regret of each metric: the test-split kNN (`ssl-tune eval`: k=200, the whole train split as the
   bank) of the trial the metric picks minus that of the trial the validation kNN picks (0: the same pick);
+- the few-label path: for 1,000 and 5,000 labels (CIFAR-10 train images SSL never saw, `--draws` seeded draws),
+  split as a pool's labeled set is (`ImageData.labeled_splits`: half bank, half queries, stratified), the kNN on
+  that split picks a trial; how often it picks the validation kNN's trial, and the mean regret in test kNN;
 - with --cost, each metric's evaluation time against a training epoch on the whole CIFAR-10 train split.
 
 The labels of the validation split are read by the kNN only.
@@ -22,13 +25,18 @@ import json
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from ssl_tune.cli import main as cli
-from ssl_tune.engine.evaluate import evaluate_checkpoint
+from ssl_tune.data import ImageData, load_data
+from ssl_tune.engine.evaluate import _load, backbone_state, checkpoint_config, evaluate_checkpoint
+from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.metrics import LABEL_FREE, VAL_KNN
+from ssl_tune.models.backbones import build_backbone
 from ssl_tune.tools.bench_search import kendall_tau
 from ssl_tune.tune.results import TrialRecord, load_sweep
+from ssl_tune.views import ViewGenerator
 
 HEADS = {"proj_hidden_dim": 512, "proj_output_dim": 256, "pred_hidden_dim": 128}
 MEASURE_ALL = {"rankme": True, "lidar": True, "alpha_req": True}
@@ -74,20 +82,26 @@ def label_free_cost(data_dir: str, space: dict) -> dict[str, float]:
     return cost
 
 
+def last_checkpoint(trial: TrialRecord) -> Path:
+    """The checkpoint of the trial's last epoch, where every metric was read (Ray keeps the latest)."""
+    return Path(trial.trial_dir) / trial.results[-1]["checkpoint_dir_name"]
+
+
 def selection(trials: list[TrialRecord], data_dir: str) -> dict:
-    """Kendall's tau of each metric against the validation kNN, and each metric's regret in test kNN."""
+    """Kendall's tau of each metric against the validation kNN, and each metric's regret in test kNN (`test_knn`:
+    a trial's test kNN, computed once, for the caller)."""
     last = {t.trial_id: t.results[-1] for t in trials}
     test_knn: dict[str, float] = {}
 
     def test_of(trial_id: str) -> float:  # the last epoch's checkpoint: where every metric was read
         if trial_id not in test_knn:
-            path = Path(last[trial_id]["checkpoint_path"])
+            path = last_checkpoint(next(t for t in trials if t.trial_id == trial_id))
             test_knn[trial_id] = evaluate_checkpoint(path, data_dir, "cpu").test_knn_acc
         return test_knn[trial_id]
 
     knn = [float(last[t.trial_id][VAL_KNN]) for t in trials]
     knn_pick = max(trials, key=lambda t: last[t.trial_id][VAL_KNN]).trial_id
-    out: dict = {"knn_pick": {"trial": knn_pick, "test_knn_acc": test_of(knn_pick)}, "metrics": {}}
+    out: dict = {"knn_pick": {"trial": knn_pick, "test_knn_acc": test_of(knn_pick)}, "metrics": {}, "test_knn": test_of}
     for name in LABEL_FREE:
         values = [float(last[t.trial_id][name]) for t in trials]
         pick = max(trials, key=lambda t: float(last[t.trial_id][name])).trial_id
@@ -105,6 +119,41 @@ def selection(trials: list[TrialRecord], data_dir: str) -> dict:
     return out
 
 
+FEW_LABELS = (1000, 5000)
+UNSEEN = 10_000  # the labeled images are drawn from the CIFAR-10 train images after the SSL subset
+
+
+def few_label_picks(trials: list[TrialRecord], data_dir: str, train_subset: int, draws: int) -> dict:
+    """Per label budget and draw: the trial the kNN on a pool-style labeled set picks (features of the last
+    checkpoint), against the validation kNN's pick. Returns the picks; the caller adds the regret."""
+    data = load_data("cifar10", data_dir, train_subset=train_subset + UNSEEN, with_test=False)
+    images, labels = data.train_images[train_subset:], data.train_labels[train_subset:]
+    plain = ViewGenerator([], data.mean, data.std).plain
+    features = {}
+    for t in trials:
+        state = _load(last_checkpoint(t))
+        cfg = checkpoint_config(state, data_dir)
+        backbone = build_backbone(cfg.backbone, data.image_size)
+        backbone.load_state_dict(backbone_state(state))
+        features[t.trial_id] = extract_features(backbone, images, plain)
+    picks: dict[str, list[str]] = {}
+    for budget in FEW_LABELS:
+        picks[str(budget)] = []
+        for draw in range(draws):
+            chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(draw))[:budget]
+            pool = ImageData(images[:0], None, None, None, 10, data.mean, data.std, chosen, labels[chosen])
+            held = pool.labeled_splits()  # train: the bank's indices into `images`, test: the queries'
+            bank, queries = held.train_images, held.test_images
+            k = min(200, len(bank))
+
+            def accuracy(tid: str, bank=bank, queries=queries, held=held, k=k) -> float:
+                f = features[tid]
+                return knn_accuracy(f[bank], held.train_labels, f[queries], held.test_labels, 10, k)
+
+            picks[str(budget)].append(max(features, key=accuracy))
+    return picks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -115,6 +164,7 @@ def main() -> int:
     parser.add_argument("--train-subset", type=int, default=5000)
     parser.add_argument("--lidar-images", type=int, default=1000)
     parser.add_argument("--lidar-views", type=int, default=10)
+    parser.add_argument("--draws", type=int, default=5, help="few-label path: seeded draws of the labeled set")
     parser.add_argument("--cost", action="store_true", help="also time each metric against a full-split epoch")
     parser.add_argument("--cost-only", action="store_true", help="only the timing (no sweeps)")
     args = parser.parse_args()
@@ -133,11 +183,18 @@ def main() -> int:
                 raise SystemExit(f"the {method} sweep failed (exit {code})")
         sweep = load_sweep(str(store / name))
         trials = [t for t in sweep.trials if t.status.finished_normally and t.results]
-        result[method] = {
-            "trials": len(trials),
-            "sweep_s": time.perf_counter() - start,
-            **selection(trials, args.data_dir),
+        chosen = selection(trials, args.data_dir)
+        knn_pick, test_knn = chosen["knn_pick"]["trial"], chosen.pop("test_knn")
+        few = few_label_picks(trials, args.data_dir, args.train_subset, args.draws)
+        chosen["few_labels"] = {
+            budget: {
+                "picks": picks,
+                "same_pick_share": sum(p == knn_pick for p in picks) / len(picks),
+                "mean_regret_test_knn": sum(test_knn(p) - test_knn(knn_pick) for p in picks) / len(picks),
+            }
+            for budget, picks in few.items()
         }
+        result[method] = {"trials": len(trials), "sweep_s": time.perf_counter() - start, **chosen}
         print(json.dumps({method: {k: v for k, v in result[method].items() if k != "per_trial"}}, indent=2))
     if args.cost or args.cost_only:
         result["cost"] = label_free_cost(args.data_dir, space_for(args.methods[0], args))
