@@ -32,6 +32,7 @@ from ssl_tune.cli import main as cli
 from ssl_tune.data import ImageData, load_data
 from ssl_tune.engine.evaluate import _load, backbone_state, checkpoint_config, evaluate_checkpoint
 from ssl_tune.engine.knn import extract_features, knn_accuracy
+from ssl_tune.methods import METHODS
 from ssl_tune.metrics import LABEL_FREE, VAL_KNN
 from ssl_tune.models.backbones import build_backbone
 from ssl_tune.tools.bench_search import kendall_tau
@@ -43,12 +44,13 @@ MEASURE_ALL = {"rankme": True, "lidar": True, "alpha_req": True}
 
 
 def space_for(method: str, args: argparse.Namespace) -> dict:
+    heads = {k: v for k, v in HEADS.items() if k in METHODS[method].Params.model_fields}  # SimCLR: no predictor
     return {
         "fixed": {
             "method": method, "backbone": "resnet_tiny", "dataset": "cifar10", "train_subset": args.train_subset,
             "test_subset": 2000, "epochs": args.epochs, "batch_size": 128, **MEASURE_ALL,
             "rankme_images": args.train_subset, "lidar_images": args.lidar_images, "lidar_views": args.lidar_views,
-            "augment": {"crop_min_scale": 0.2}, "method_params": HEADS,
+            "augment": {"crop_min_scale": 0.2}, "method_params": heads,
         },
         "params": {
             "lr": {"type": "loguniform", "low": 0.01, "high": 3.0},
