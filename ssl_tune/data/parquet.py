@@ -580,7 +580,7 @@ def read_labeled_pack(fs: pafs.FileSystem, root: str, location: str, size: int) 
     data = read_dataset(f"{root}/{LABELED_PACK}", image_size=size, filesystem=fs, with_test=False)
     assert data.train_labels is not None  # a labeled manifest
     counts = torch.bincount(data.train_labels, minlength=manifest.num_classes)
-    if (empty := (counts == 0).nonzero().flatten().tolist()):
+    if empty := (counts == 0).nonzero().flatten().tolist():
         raise UsageError(f"{where}: class {empty[0]} of {manifest.num_classes} has no images in its train split")
     return LabeledSet((data.train_images, data.train_labels), manifest.num_classes)
 
