@@ -310,6 +310,8 @@ def pack(
         if not data_dir:
             raise UsageError("dataset 'imagefolder' needs --data-dir")
         listing = list_folder(Path(data_dir).expanduser(), train_subset=train_subset, test_subset=test_subset)
+        if listing.labeled_set is not None:
+            raise UsageError(f"{data_dir} is a pool with a labeled set beside it: pack cannot keep the labeled set yet")
         size = image_size or DEFAULT_SIZE
         return write_folder(listing, root, image_size=size, skip_corrupt=skip_corrupt, **common)
     data = load_data(

@@ -123,8 +123,14 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-failures", type=int, help="restarts of a trial after worker or driver failures")
     p.add_argument(
         "--metric",
-        help="what to select on: val_knn_acc (labeled data; the default) or rankme (no labels needed; the default "
-        "on unlabeled data)",
+        help="what to select on: val_knn_acc (labeled data; the default), or one that needs no labels: rankme (the "
+        "default on unlabeled data), lidar, alpha_req (α's distance from a band)",
+    )
+    p.add_argument(
+        "--rank-across-methods",
+        action="store_true",
+        default=None,
+        help="select on a label-free metric although the space draws several methods (they rank runs of one)",
     )
     p.add_argument("--searcher", choices=["tpe", "random"], help="Optuna's TPE (the default) or random search")
     p.add_argument(
@@ -170,6 +176,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             "cpus_per_worker": args.cpus_per_worker,
             "max_failures": args.max_failures,
             "metric": args.metric,
+            "rank_across_methods": args.rank_across_methods,
             "searcher": args.searcher,
             "early_stopping": args.early_stopping,
             "budget_epochs": args.budget_epochs,

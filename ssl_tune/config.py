@@ -15,6 +15,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ssl_tune.data import DATASETS
+from ssl_tune.engine.alpha_req import ALPHA_BAND
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS, get_method
 from ssl_tune.models.backbones import BACKBONES, is_vit
@@ -102,6 +103,18 @@ class TrainConfig(Settings):
     val_size: int | None = Field(None, gt=0, description="monitor val: hold out exactly N images (else val_split)")
     rankme: bool = Field(False, description="measure RankMe each epoch: a sweep metric that needs no labels")
     rankme_images: int = Field(10_000, gt=0, le=1_000_000, description="RankMe on the first N train images")
+    lidar: bool = Field(False, description="measure LiDAR each epoch: a sweep metric that needs no labels")
+    lidar_images: int = Field(
+        1000, ge=2, le=100_000, description="LiDAR on N train images (a fixed, seeded subset, the same in every run)"
+    )
+    lidar_views: int = Field(10, ge=2, le=100, description="LiDAR: augmented views per image (the run's first view)")
+    alpha_req: bool = Field(False, description="measure α-ReQ each epoch: a sweep metric that needs no labels")
+    alpha_req_images: int = Field(
+        5000, ge=2, le=1_000_000, description="α-ReQ on N train images (a fixed, seeded subset, the same in every run)"
+    )
+    alpha_req_band: tuple[float, float] = Field(
+        ALPHA_BAND, description="α-ReQ: the band of α a sweep selects towards (low, high); see engine/alpha_req.py"
+    )
 
     knn_k: int = Field(200, gt=0, le=10_000, description="kNN monitor: neighbours that vote")
     knn_temperature: float = Field(
@@ -150,6 +163,9 @@ class TrainConfig(Settings):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        low, high = self.alpha_req_band
+        if not 0 <= low < high <= 10:
+            raise ValueError(f"alpha_req_band ({low}, {high}) must have 0 <= low < high <= 10")
         if self.warmup_epochs > self.epochs:
             raise ValueError(
                 f"warmup_epochs ({self.warmup_epochs:g}) exceeds epochs ({self.epochs}): set warmup_epochs to at most"

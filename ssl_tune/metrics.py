@@ -14,9 +14,13 @@ from typing import Any
 VAL_KNN = "val_knn_acc"  # weighted kNN top-1 on the validation queries (held out of the train split), in [0, 1]
 TEST_KNN = "test_knn_acc"  # the same on the test split: never read by a sweep
 RANKME = "rankme"  # RankMe of the backbone features of a fixed set of train images: needs no labels
-MONITORED = (VAL_KNN, TEST_KNN, RANKME)
-SELECTION_METRICS = (VAL_KNN, RANKME)  # what a sweep may select on (ASHA, Optuna, checkpoints, export)
-SELECTION_METRIC, SELECTION_MODE = VAL_KNN, "max"  # the default; both metrics are maximised
+LIDAR = "lidar"  # LiDAR of the backbone features of augmented views of a fixed, seeded set of train images
+ALPHA_REQ = "alpha_req"  # minus the distance of α-ReQ's α from its target band (0 inside): higher is better
+ALPHA_REQ_ALPHA = "alpha_req_alpha"  # the α itself, recorded beside its score
+LABEL_FREE = (RANKME, LIDAR, ALPHA_REQ)  # selection metrics that need no labels; each ranks runs of one method
+MONITORED = (VAL_KNN, TEST_KNN, *LABEL_FREE, ALPHA_REQ_ALPHA)
+SELECTION_METRICS = (VAL_KNN, *LABEL_FREE)  # what a sweep may select on (ASHA, Optuna, checkpoints, export)
+SELECTION_METRIC, SELECTION_MODE = VAL_KNN, "max"  # the default; every selection metric is maximised
 EPOCH = "epoch"
 STATUS = "status"
 STOP_REASON = "stop_reason"  # a run's last report: why it stopped, in one line (out of device memory)
@@ -58,13 +62,16 @@ class EpochMetrics:
     epoch: int
     lr: float
     epoch_time_s: float
-    eval_time_s: float  # the kNN and RankMe evaluation, included in epoch_time_s
+    eval_time_s: float  # the kNN and label-free evaluation, included in epoch_time_s
     images_per_s: float
     status: TrialStatus = TrialStatus.OK
     # the monitored metrics: None when the run does not measure them, NaN on a diverged epoch
     val_knn_acc: float | None = None
     test_knn_acc: float | None = None
     rankme: float | None = None
+    lidar: float | None = None
+    alpha_req: float | None = None
+    alpha_req_alpha: float | None = None
     loss: float | None = None  # None at epoch 0 and when not finite
     embedding_std: float | None = None
     embedding_std_ratio: float | None = None
@@ -102,7 +109,13 @@ class EpochMetrics:
         return None
 
 
-LABELS = {VAL_KNN: "validation kNN accuracy (%)", TEST_KNN: "test kNN accuracy (%)", RANKME: "RankMe"}
+LABELS = {
+    VAL_KNN: "validation kNN accuracy (%)",
+    TEST_KNN: "test kNN accuracy (%)",
+    RANKME: "RankMe",
+    LIDAR: "LiDAR",
+    ALPHA_REQ: "α-ReQ: minus the distance of α from its band",
+}
 
 
 def is_accuracy(name: str) -> bool:
@@ -115,7 +128,9 @@ def scaled(name: str, value: float) -> float:
 
 
 def format_metric(name: str, value: float | None) -> str:
-    """`val_knn_acc 45.20%`, `rankme 31.7`, or `val_knn_acc n/a`."""
+    """`val_knn_acc 45.20%`, `rankme 31.7`, `alpha_req -0.12`, or `val_knn_acc n/a`."""
     if value is None or not math.isfinite(value):
         return f"{name} n/a"
-    return f"{name} {scaled(name, value):.2f}%" if is_accuracy(name) else f"{name} {value:.1f}"
+    if is_accuracy(name):
+        return f"{name} {scaled(name, value):.2f}%"
+    return f"{name} {value:.2f}" if name in (ALPHA_REQ, ALPHA_REQ_ALPHA) else f"{name} {value:.1f}"

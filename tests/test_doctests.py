@@ -9,6 +9,8 @@ import pytest
 
 MODULES = [
     "ssl_tune.data.splits",
+    "ssl_tune.engine.alpha_req",
+    "ssl_tune.engine.lidar",
     "ssl_tune.engine.rankme",
     "ssl_tune.losses",
     "ssl_tune.registry",
@@ -19,6 +21,7 @@ MODULES = [
     "ssl_tune.models.backbones",
     "ssl_tune.views.recipes",
     "ssl_tune.stats",
+    "ssl_tune.tools.bench_search",
 ]
 
 

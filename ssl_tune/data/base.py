@@ -9,8 +9,11 @@ from typing import Protocol
 
 import torch
 
+from ssl_tune.data.splits import validation_split
 from ssl_tune.errors import UsageError
 from ssl_tune.registry import Registry
+
+LABELED_QUERY_FRACTION = 0.5  # of a labeled set beside an unlabeled pool: the kNN's queries; the rest its bank
 
 
 def _to(x: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | None:
@@ -27,6 +30,10 @@ class ImageData:
 
     Unlabeled data has no labels (`train_labels is None`, `num_classes == 0`) and no test split. The test
     split is loaded only when an evaluation asks for it (`load_data(..., with_test=True)`): a sweep never does.
+
+    An unlabeled pool may come with a small labeled set (`labeled_images`, `labeled_labels`, `num_classes` its
+    classes): SSL trains on the pool only, and the kNN (and `eval`) read the labeled set, split once into a bank
+    and queries (`labeled_splits`).
     """
 
     train_images: torch.Tensor
@@ -36,6 +43,8 @@ class ImageData:
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    labeled_images: torch.Tensor | None = None
+    labeled_labels: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:
@@ -53,6 +62,30 @@ class ImageData:
     def has_test(self) -> bool:
         return self.test_images is not None and self.test_labels is not None
 
+    @property
+    def has_labeled_set(self) -> bool:
+        """An unlabeled pool with a labeled set beside it."""
+        return self.labeled_images is not None and self.labeled_labels is not None
+
+    def labeled_splits(self) -> ImageData:
+        """The labeled set as a labeled dataset: a fixed, seeded, stratified half of it (`LABELED_QUERY_FRACTION`,
+        at most 5,000 images) as the test split (the kNN's queries), the rest as the train split (its bank)."""
+        if self.labeled_images is None or self.labeled_labels is None:
+            raise UsageError("this dataset has no labeled set beside its pool")
+        labels = self.labeled_labels
+        split = validation_split(labels, len(labels), fraction=LABELED_QUERY_FRACTION)
+        bank, queries = split.train_indices, split.val_indices
+        images = self.labeled_images
+        return replace(
+            self,
+            train_images=images[bank],
+            train_labels=labels[bank],
+            test_images=images[queries],
+            test_labels=labels[queries],
+            labeled_images=None,
+            labeled_labels=None,
+        )
+
     def to(self, device: torch.device | str) -> ImageData:
         return replace(
             self,
@@ -60,6 +93,8 @@ class ImageData:
             train_labels=_to(self.train_labels, device),
             test_images=_to(self.test_images, device),
             test_labels=_to(self.test_labels, device),
+            labeled_images=_to(self.labeled_images, device),
+            labeled_labels=_to(self.labeled_labels, device),
         )
 
     def subset(self, train: int | None, test: int | None) -> ImageData:

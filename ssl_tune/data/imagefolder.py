@@ -1,6 +1,10 @@
 """Image folders, resized into memory.
 
 - Labeled: `DIR/train/<class>/*.jpg` and `DIR/val/<class>/*.jpg` (or `test/`), as torchvision's ImageFolder.
+- An unlabeled pool with a labeled set: `DIR/train/` (any tree, read without labels) and `DIR/labeled/<class>/*.jpg`
+  beside it. SSL trains on the pool only; the labeled images never enter training. The kNN's bank and queries are
+  a fixed, seeded, stratified split of the labeled set (`ImageData.labeled_splits`), so a sweep selects on
+  val_knn_acc with few labels.
 - Unlabeled: any other tree, e.g. a flat folder of images, or `train/` without a `val/` beside it. Every
   image under DIR is a training image; there are no labels and no test split, so a sweep selects on RankMe.
 
@@ -25,6 +29,7 @@ from ssl_tune.errors import UsageError
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 DEFAULT_SIZE = 96
 UNLABELED = -1  # the label of every image of an unlabeled folder
+LABELED_DIR = "labeled"  # beside an unlabeled train/ pool: the labeled set, one folder per class
 
 Sample = tuple[str, int]  # (path, label)
 
@@ -35,11 +40,12 @@ class FolderListing:
 
     train: list[Sample]
     test: list[Sample] | None
-    num_classes: int  # 0: unlabeled
+    num_classes: int  # 0: unlabeled; with a labeled set beside the pool, its classes
+    labeled_set: list[Sample] | None = None  # beside an unlabeled train/ pool
 
     @property
     def labeled(self) -> bool:
-        return self.num_classes > 0
+        return self.num_classes > 0 and self.labeled_set is None
 
 
 def fit_image(img: Image.Image, size: int) -> torch.Tensor:
@@ -84,6 +90,8 @@ def list_folder(
     """The images of a labeled or unlabeled folder (see the module docstring), the first N of each split."""
     if not root.is_dir():
         raise UsageError(f"--data-dir {root} is not a directory")
+    if (root / LABELED_DIR).is_dir():
+        return _pool_with_labeled_set(root, train_subset)
     test_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if not (root / "train").is_dir() or test_dir is None:
         paths = _image_files(root)
@@ -104,6 +112,26 @@ def list_folder(
     )
 
 
+def _pool_with_labeled_set(root: Path, train_subset: int | None) -> FolderListing:
+    """`train/` as an unlabeled pool and `labeled/<class>/` as the labeled set; each bad layout is one line."""
+    labeled = root / LABELED_DIR
+    if not (root / "train").is_dir():
+        raise UsageError(f"{labeled} is a labeled set beside an unlabeled pool, but {root / 'train'} is missing")
+    pool = _image_files(root / "train")
+    if not pool:
+        raise UsageError(f"no images in the pool {root / 'train'}")
+    classes = sorted(d.name for d in labeled.iterdir() if d.is_dir())
+    if len(classes) < 2:
+        raise UsageError(f"{labeled} has {len(classes)} class folder(s): a labeled set needs at least 2 classes")
+    samples: list[Sample] = []
+    for label, name in enumerate(classes):
+        files = _image_files(labeled / name)
+        if not files:
+            raise UsageError(f"class folder {labeled / name} has no images")
+        samples += [(p, label) for p in files]
+    return FolderListing(_ordered([(p, UNLABELED) for p in pool], train_subset), None, len(classes), samples)
+
+
 def _read_split(samples: list[Sample], size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _read_images([p for p, _ in samples], size), torch.tensor([t for _, t in samples], dtype=torch.int64)
 
@@ -116,6 +144,10 @@ def imagefolder(request: DataRequest) -> ImageData:
         root, train_subset=request.train_subset, test_subset=request.test_subset, with_test=request.with_test
     )
     mean, std = IMAGENET_STATS
+    if listing.labeled_set is not None:
+        labeled_x, labeled_y = _read_split(listing.labeled_set, size)
+        pool = _read_images([p for p, _ in listing.train], size)
+        return ImageData(pool, None, None, None, listing.num_classes, mean, std, labeled_x, labeled_y)
     if not listing.labeled:
         return ImageData(_read_images([p for p, _ in listing.train], size), None, None, None, 0, mean, std)
     train_x, train_y = _read_split(listing.train, size)

@@ -48,6 +48,7 @@ FORMAT = "ssl-tune-parquet"
 FORMAT_VERSION = 2  # 2: JPEG bytes, unlabeled sets and "encodings"; a set without them is still written as 1
 READABLE_VERSIONS = (1, 2)
 MANIFEST = "dataset.json"
+LABELED_PACK = "labeled"  # inside an unlabeled pack: a labeled pack, the labeled set beside the pool
 SPLITS = ("train", "test")
 SCHEMA = pa.schema([("index", pa.int64()), ("label", pa.int64()), ("image", pa.binary())])
 MIB = 1 << 20
@@ -550,7 +551,38 @@ def read_dataset(
     if skipped:
         print(f"ssl-tune: skipped {skipped} corrupt image(s) in {location} (skip_corrupt)", file=sys.stderr)
     labels = train_y if manifest.labeled else None
+    if not manifest.labeled and has_labeled_pack(fs, root):
+        held = read_labeled_pack(fs, root, location, size)
+        return ImageData(train_x, None, None, None, held.num_classes, manifest.mean, manifest.std, *held.labeled)
     return ImageData(train_x, labels, test_x, test_y, manifest.num_classes, manifest.mean, manifest.std)
+
+
+def has_labeled_pack(fs: pafs.FileSystem, root: str) -> bool:
+    """Whether an unlabeled pack holds a labeled pack (`labeled/`, made by `ssl-tune data pack`) beside its pool."""
+    return fs.get_file_info(f"{root}/{LABELED_PACK}/{MANIFEST}").type == pafs.FileType.File
+
+
+@dataclass(frozen=True)
+class LabeledSet:
+    labeled: tuple[torch.Tensor, torch.Tensor]  # images, labels
+    num_classes: int
+
+
+def read_labeled_pack(fs: pafs.FileSystem, root: str, location: str, size: int) -> LabeledSet:
+    """The train split of the labeled pack inside an unlabeled one, checked: labeled, 2 classes or more, none
+    without images (one line each)."""
+    where = f"{location}/{LABELED_PACK}"
+    manifest = read_manifest(fs, f"{root}/{LABELED_PACK}", where)
+    if not manifest.labeled:
+        raise UsageError(f"{where} is unlabeled: the pack beside a pool must be a labeled one")
+    if manifest.num_classes < 2:
+        raise UsageError(f"{where} has {manifest.num_classes} class(es): a labeled set needs at least 2 classes")
+    data = read_dataset(f"{root}/{LABELED_PACK}", image_size=size, filesystem=fs, with_test=False)
+    assert data.train_labels is not None  # a labeled manifest
+    counts = torch.bincount(data.train_labels, minlength=manifest.num_classes)
+    if empty := (counts == 0).nonzero().flatten().tolist():
+        raise UsageError(f"{where}: class {empty[0]} of {manifest.num_classes} has no images in its train split")
+    return LabeledSet((data.train_images, data.train_labels), manifest.num_classes)
 
 
 # --- checking --------------------------------------------------------------------------------------

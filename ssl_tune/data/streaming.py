@@ -48,6 +48,7 @@ from ssl_tune.data.parquet import (
     Manifest,
     check_shards,
     decode_image,
+    has_labeled_pack,
     read_manifest,
     read_rows,
     resolve_location,
@@ -155,6 +156,11 @@ def shard_plan(cfg: DataSettings, manifest: Manifest | None = None) -> ShardPlan
     if cfg.dataset != "parquet":
         raise UsageError(f"data_placement {STREAMED_SHARDS} needs dataset 'parquet' (not '{cfg.dataset}')")
     fs, root, manifest = _open(cfg, manifest)
+    if not manifest.labeled and has_labeled_pack(fs, root):
+        raise UsageError(
+            f"{cfg.data_dir} holds a labeled pack beside its pool, which a streamed pool cannot read yet: use "
+            "data_placement resident (the pool must fit host memory)"
+        )
     encoding = manifest.encodings.get("train")
     if cfg.stream_decode == "device" and encoding != JPEG:
         raise UsageError(

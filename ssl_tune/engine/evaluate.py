@@ -107,6 +107,8 @@ def evaluate_backbone(
     `progress`: show each stage (a bar on a terminal, else a line at its start and end); quiet by default, as in
     a confirm run's final evaluation."""
     start = time.perf_counter() if start is None else start
+    if data.has_labeled_set:  # a pool: evaluated on its labeled set, the fixed bank and queries the kNN monitor read
+        data = data.labeled_splits()
     if not data.labeled or not data.has_test:
         raise UsageError(f"dataset '{cfg.dataset}' has no labels or no test split: eval needs both")
     train, test = _features(backbone, data, device, progress)

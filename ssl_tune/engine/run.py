@@ -27,8 +27,10 @@ from ssl_tune.data.placement import place_images
 from ssl_tune.data.splits import validation_split
 from ssl_tune.data.streaming import STREAMED_SHARDS, ShardBatches, ShardPlan
 from ssl_tune.distributed import Distributed
+from ssl_tune.engine.alpha_req import alpha_req, band_score
 from ssl_tune.engine.collapse import effective_rank, embedding_std
 from ssl_tune.engine.knn import extract_features, knn_accuracy
+from ssl_tune.engine.lidar import lidar
 from ssl_tune.engine.optim import (
     build_optimizer,
     lr_factor,
@@ -40,12 +42,25 @@ from ssl_tune.engine.optim import (
 from ssl_tune.engine.rankme import rankme
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import Method, Progress, StepOutput, get_method
-from ssl_tune.metrics import RANKME, TEST_KNN, VAL_KNN, EpochMetrics, TrialStatus, finite
+from ssl_tune.metrics import (
+    ALPHA_REQ,
+    ALPHA_REQ_ALPHA,
+    LIDAR,
+    RANKME,
+    TEST_KNN,
+    VAL_KNN,
+    EpochMetrics,
+    TrialStatus,
+    finite,
+)
 from ssl_tune.models.backbones import build_backbone
 from ssl_tune.seeds import epoch_seed
 from ssl_tune.views import ViewGenerator
 
 CHECKPOINT_FORMAT = 1
+# LiDAR's and α-ReQ's images, and LiDAR's augmentations: drawn with this seed, not the run's, so that every trial and
+# seed of a sweep is measured on the same images and views
+LABEL_FREE_SEED = 0
 
 
 def out_of_memory_message(cfg: TrainConfig, world_size: int, gpu_share: float) -> str:
@@ -78,11 +93,14 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class MonitorSet:
-    """The kNN monitor's queries, and the name of the metric measured on them."""
+    """The kNN monitor's queries, and the name of the metric measured on them; `bank_images` and `bank_labels`
+    when the bank is not the train images (a labeled set beside an unlabeled pool)."""
 
     metric: str
     images: torch.Tensor
     labels: torch.Tensor
+    bank_images: torch.Tensor | None = None
+    bank_labels: torch.Tensor | None = None
 
 
 def monitored_split(cfg: TrainConfig, data: ImageData) -> tuple[torch.Tensor, torch.Tensor | None, MonitorSet | None]:
@@ -90,8 +108,20 @@ def monitored_split(cfg: TrainConfig, data: ImageData) -> tuple[torch.Tensor, to
 
     `monitor: val` holds a fixed, stratified part of the train split out of training (`validation_split`, the
     same for every trial and seed) and queries it; `monitor: test` trains on the whole train split and
-    queries the test split. Unlabeled data has no queries.
+    queries the test split. Unlabeled data has no queries; an unlabeled pool with a labeled set beside it trains on
+    the pool, and its kNN reads the labeled set's fixed bank and queries (`ImageData.labeled_splits`).
     """
+    if data.has_labeled_set:
+        if cfg.monitor == "test":
+            raise UsageError("monitor: test, but a pool with a labeled set has no test split: use monitor: val")
+        held = data.labeled_splits()
+        if len(held.train_images) < cfg.knn_k:
+            raise UsageError(
+                f"the labeled set's kNN bank has {len(held.train_images)} images, fewer than knn_k {cfg.knn_k}: "
+                "add labeled images or lower knn_k"
+            )
+        monitor = MonitorSet(VAL_KNN, held.test_images, held.test_labels, held.train_images, held.train_labels)
+        return data.train_images, None, monitor
     if not data.labeled:
         return data.train_images, None, None
     if cfg.monitor == "test":
@@ -153,15 +183,25 @@ class TrainingRun:
                 world=self.dist.world_size,
             )
             self.eval_images = train_images  # the eval subset less its validation queries, in host memory
+        # the label-free metrics' images: the first N of one fixed shuffle of the eval images
+        self.label_free_order = torch.randperm(
+            len(self.eval_images), generator=torch.Generator().manual_seed(LABEL_FREE_SEED)
+        )
         self.placement = self.train_source.placement
         # the kNN's bank (the first knn_bank_subset train images) and queries; resident queries on the device,
         # streamed ones copied per chunk
-        self.knn_metric = monitor.metric if monitor is not None and train_labels is not None else None
+        self.knn_metric = monitor.metric if monitor is not None else None
         self.num_classes = data.num_classes
         self.mean, self.std = data.mean, data.std
+        self.bank_images: torch.Tensor | None = None  # None: the bank is the first train images
         if self.knn_metric is not None:
-            self.bank_labels = train_labels[: cfg.knn_bank_subset].to(self.device)
             resident = self.placement == "resident"
+            if monitor.bank_images is not None and monitor.bank_labels is not None:
+                bank = monitor.bank_images[: cfg.knn_bank_subset]
+                self.bank_images = bank.to(self.device) if resident else bank
+                self.bank_labels = monitor.bank_labels[: cfg.knn_bank_subset].to(self.device)
+            else:
+                self.bank_labels = train_labels[: cfg.knn_bank_subset].to(self.device)
             self.query_images = monitor.images.to(self.device) if resident else monitor.images
             self.query_labels = monitor.labels.to(self.device)
 
@@ -232,14 +272,23 @@ class TrainingRun:
     # --- evaluation --------------------------------------------------------------------------------
 
     def evaluate_names(self) -> list[str]:
-        return ([self.knn_metric] if self.knn_metric else []) + ([RANKME] if self.cfg.rankme else [])
+        names = [self.knn_metric] if self.knn_metric else []
+        names += [RANKME] if self.cfg.rankme else []
+        names += [LIDAR] if self.cfg.lidar else []
+        return names + ([ALPHA_REQ, ALPHA_REQ_ALPHA] if self.cfg.alpha_req else [])
 
     def evaluate(self) -> dict[str, float]:
         """The monitored metrics of the frozen backbone, computed on rank 0 and broadcast to all ranks:
 
         - the weighted kNN top-1 (`val_knn_acc` or `test_knn_acc`), with the first `knn_bank_subset` train
           images (all by default) as the bank and the validation (or test) images as queries;
-        - `rankme` when asked for: RankMe of the backbone features of the first `rankme_images` train images.
+        - `rankme` when asked for: RankMe of the backbone features of the first `rankme_images` train images;
+        - `lidar` when asked for: LiDAR of the backbone features of `lidar_views` augmented views (the run's
+          first view, made on the device) of `lidar_images` train images;
+        - `alpha_req` when asked for: minus the distance of α-ReQ's α (`alpha_req_alpha`) from `alpha_req_band`,
+          on the backbone features of `alpha_req_images` train images.
+
+        LiDAR's and α-ReQ's images are a fixed, seeded subset of the train images (`LABEL_FREE_SEED`).
         """
         names = self.evaluate_names()
         if not names:
@@ -260,13 +309,19 @@ class TrainingRun:
         backbone, prepare = self.method.backbone, self._plain_on_device
         n_bank = len(self.bank_labels) if self.knn_metric in names else 0
         n_rank = min(self.cfg.rankme_images, len(self.eval_images)) if RANKME in names else 0
-        images = self.eval_images[: max(n_bank, n_rank)]
-        raw = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
-        values = {}
+        n_train_bank = n_bank if self.bank_images is None else 0  # else the bank is the labeled set's
+        values: dict[str, float] = {}
+        if n_train_bank or n_rank:
+            images = self.eval_images[: max(n_train_bank, n_rank)]
+            raw = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
         if n_rank:
             values[RANKME] = rankme(raw[:n_rank])
         if n_bank:
             store = torch.float16 if self.device.type == "cuda" else torch.float32  # the bank's memory on a GPU
+            if self.bank_images is not None:
+                raw = extract_features(
+                    backbone, self.bank_images, prepare, normalize=False, autocast_dtype=self.autocast_dtype
+                )
             bank = F.normalize(raw[:n_bank], dim=1).to(store)
             del raw
             queries = extract_features(
@@ -276,12 +331,39 @@ class TrainingRun:
             values[self.knn_metric] = knn_accuracy(
                 bank, self.bank_labels, queries, self.query_labels, self.num_classes, k, temperature
             )
+        if LIDAR in names:
+            values[LIDAR] = lidar(self._view_features(self._label_free_images(self.cfg.lidar_images)))
+        if ALPHA_REQ in names:
+            images = self._label_free_images(self.cfg.alpha_req_images)
+            features = extract_features(backbone, images, prepare, normalize=False, autocast_dtype=self.autocast_dtype)
+            values[ALPHA_REQ_ALPHA] = alpha_req(features)
+            values[ALPHA_REQ] = band_score(values[ALPHA_REQ_ALPHA], self.cfg.alpha_req_band)
         return [values[name] for name in names]
 
     @property
     def knn_queries(self) -> int | None:
         """How many images the monitored kNN accuracy is measured on (None when the run monitors none)."""
         return len(self.query_labels) if self.knn_metric else None
+
+    def _label_free_images(self, count: int) -> torch.Tensor:
+        """The first `count` images of the fixed shuffle (all of them when fewer), where they live."""
+        chosen = self.label_free_order[:count]
+        return self.eval_images[chosen.to(self.eval_images.device)]
+
+    def _view_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, lidar_views, d) raw backbone features of augmented views of `images`, made on the device with a
+        generator seeded alike at every evaluation: the same views for every epoch and trial."""
+        generator = torch.Generator(device=self.device).manual_seed(LABEL_FREE_SEED)
+
+        def view(batch: torch.Tensor) -> torch.Tensor:
+            return self.views.first_view(batch.to(self.device), generator)
+
+        backbone, autocast = self.method.backbone, self.autocast_dtype
+        per_view = [
+            extract_features(backbone, images, view, normalize=False, autocast_dtype=autocast)
+            for _ in range(self.cfg.lidar_views)
+        ]
+        return torch.stack(per_view, dim=1)
 
     def knn_accuracy(self) -> float:
         """The monitored kNN accuracy alone (NaN when the run monitors none): for benchmarks."""

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ssl_tune.metrics import (
+    ALPHA_REQ_ALPHA,
     EPOCH,
     KNN_QUERIES,
-    RANKME,
+    LABEL_FREE,
     STATUS,
     VAL_KNN,
     EpochMetrics,
@@ -65,8 +66,9 @@ def format_epoch(metrics: EpochMetrics, epochs: int) -> str:
         parts.append(f"loss {metrics.loss:.4f}")
     if (knn := metrics.knn()) is not None:
         parts.append(format_metric("val knn" if knn[0] == VAL_KNN else "test knn", knn[1]))
-    if metrics.rankme is not None:
-        parts.append(format_metric(RANKME, metrics.rankme))
+    for name in (*LABEL_FREE, ALPHA_REQ_ALPHA):
+        if (value := getattr(metrics, name)) is not None:
+            parts.append(format_metric(name, value))
     if metrics.epoch > 0:
         parts.append(f"lr {metrics.lr:.4g}")
         parts.append(f"{metrics.images_per_s:.0f} img/s")

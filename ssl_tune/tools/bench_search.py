@@ -312,6 +312,37 @@ def spearman(x: list[float], y: list[float]) -> float:
     return cov / var if var else math.nan
 
 
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b (ties counted as neither concordant nor discordant, and corrected for). NaN for fewer than
+    2 pairs or a constant.
+
+    >>> kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]), kendall_tau([1, 2, 3], [3, 2, 1])
+    (1.0, -1.0)
+    >>> kendall_tau([1, 2, 3], [1, 3, 2])  # 2 pairs in order, 1 out
+    0.3333333333333333
+    """
+    if len(x) != len(y):
+        raise ValueError("x and y differ in length")
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    pairs_x, pairs_y = concordant + discordant + ties_x, concordant + discordant + ties_y
+    if not pairs_x or not pairs_y:
+        return math.nan
+    return (concordant - discordant) / math.sqrt(pairs_x * pairs_y)
+
+
 def _ranks(values: list[float]) -> list[float]:
     order = sorted(range(len(values)), key=lambda i: values[i])
     ranks = [0.0] * len(values)

@@ -17,7 +17,7 @@ from ssl_tune.config import TrainConfig, check_batch_size, deep_merge, describe_
 from ssl_tune.data.training import open_training_data
 from ssl_tune.engine.run import monitored_split
 from ssl_tune.errors import UsageError
-from ssl_tune.metrics import RANKME, VAL_KNN
+from ssl_tune.metrics import LABEL_FREE, RANKME, VAL_KNN
 from ssl_tune.storage import absolute, check_bucket, exists, join, read_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
 from ssl_tune.tune.results import SWEEP_FILE
@@ -151,6 +151,18 @@ def _with_overrides(space: SearchSpace, request: SweepRequest) -> SearchSpace:
     return updated
 
 
+def check_one_method(space: SearchSpace, metric: str) -> None:
+    """A label-free metric ranks runs of one method (RankMe's paper says so; LiDAR's and α-ReQ's values differ
+    in scale from one objective to another): a space that draws several methods is refused on one, unless
+    `rank_across_methods` insists."""
+    methods = space.method_choices()
+    if metric in LABEL_FREE and len(methods) > 1 and not space.sweep.rank_across_methods:
+        raise UsageError(
+            f"--metric {metric} ranks runs of one method, and this space draws {len(methods)} ({', '.join(methods)}):"
+            " sweep one method, select on val_knn_acc, or pass --rank-across-methods"
+        )
+
+
 def _check_data(space: SearchSpace, base: TrainConfig) -> tuple[SearchSpace, bool]:
     """Open the base config's training data once (a stream: its manifest and the eval subset's labels; else the
     train split, with presence and md5 checks, never the test split), check every batch size the space can draw,
@@ -161,10 +173,14 @@ def _check_data(space: SearchSpace, base: TrainConfig) -> tuple[SearchSpace, boo
         labeled, n_train = data.manifest.labeled, data.stream.num_train
     else:
         images = data.load(base)
-        labeled, n_train = images.labeled, len(monitored_split(base, images)[0])
+        labeled, n_train = images.labeled or images.has_labeled_set, len(monitored_split(base, images)[0])
     metric = space.sweep.metric or (VAL_KNN if labeled else RANKME)
     if metric == VAL_KNN and not labeled:
-        raise UsageError(f"dataset '{base.dataset}' has no labels, so it has no kNN accuracy: use --metric rankme")
+        raise UsageError(
+            f"dataset '{base.dataset}' has no labels, so it has no kNN accuracy: use --metric rankme, lidar or "
+            "alpha_req"
+        )
+    check_one_method(space, metric)
     sizes = {base.batch_size}
     dist = space.params.get("batch_size")
     if dist is not None:

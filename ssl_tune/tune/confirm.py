@@ -21,6 +21,7 @@ import yaml
 
 from ssl_tune.config import TrainConfig, build_config
 from ssl_tune.errors import Interrupted, UsageError
+from ssl_tune.metrics import LABEL_FREE
 from ssl_tune.stats import PairedDifference, paired_difference
 from ssl_tune.storage import absolute, exists, join, read_text, write_text
 from ssl_tune.tracking import TrackingSettings, check_resumed_trackers
@@ -88,7 +89,9 @@ def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with
             cfg = build_config(sweep.space.base_layer(sweep.data_dir), method).to_yaml_dict()
         for i in range(seeds):
             seed = int(cfg["seed"]) + 1 + i  # fresh: no trial of the sweep used it
-            final = build_config(cfg, {"monitor": "test", "rankme": False, "seed": seed, "epochs": length})
+            final = build_config(
+                cfg, {"monitor": "test", **dict.fromkeys(LABEL_FREE, False), "seed": seed, "epochs": length}
+            )
             runs.append(ConfirmRun(label, seed, dict(params), final.to_yaml_dict()))
     return runs
 

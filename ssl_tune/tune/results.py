@@ -41,7 +41,7 @@ class TrialRecord:
     trial_id: str
     trial_dir: str
     params: dict[str, Any]
-    metric: str = SELECTION_METRIC  # the sweep's selection metric (val_knn_acc or rankme)
+    metric: str = SELECTION_METRIC  # the sweep's selection metric (one of SELECTION_METRICS)
     results: list[dict[str, Any]] = field(default_factory=list)  # Tune's result.json rows
     end_status: TrialStatus | None = None  # None: no end recorded
     times: dict[str, float] = field(default_factory=dict)  # driver clock: started, first_result, ended

@@ -33,7 +33,7 @@ from ssl_tune.config import (
 )
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS
-from ssl_tune.metrics import RANKME
+from ssl_tune.metrics import LABEL_FREE
 from ssl_tune.settings import Settings
 
 Scalar = int | float | str | bool
@@ -125,8 +125,15 @@ class SweepSettings(Settings):
     cpus_per_worker: float = Field(1.0, gt=0, le=1024, description="CPUs reserved for each worker")
     max_failures: int = Field(2, ge=0, le=100, description="restarts of a failed trial from its last checkpoint")
     seed: int = Field(0, ge=0, lt=2**31, description="seed of Optuna's sampler")
-    metric: Literal["val_knn_acc", "rankme"] | None = Field(
-        None, description="what the sweep selects on; None: val_knn_acc on labeled data, rankme on unlabeled"
+    metric: Literal["val_knn_acc", "rankme", "lidar", "alpha_req"] | None = Field(
+        None,
+        description="what the sweep selects on; None: val_knn_acc on labeled data, rankme on unlabeled; rankme, "
+        "lidar and alpha_req need no labels",
+    )
+    rank_across_methods: bool = Field(
+        False,
+        description="select on a label-free metric (rankme, lidar, alpha_req) although the space draws several "
+        "methods: these metrics rank runs of one method, so a sweep across methods is refused without this",
     )
     try_default: bool = Field(
         False,
@@ -223,14 +230,15 @@ class SearchSpace(Settings):
     def train_config(self, params: dict[str, Any], data_dir: str | None = None) -> TrainConfig:
         """The full run config for one trial's sampled `params` (flat `key` or `method:key` names).
 
-        A sweep's runs always monitor the validation split (held out of the train split), and measure RankMe
-        when the sweep selects on it: nothing a sweep decides reads the test split. `asha.max_epochs` is their
-        length (schedules included): a trial that runs to it completes its recipe, never one cut mid-schedule.
+        A sweep's runs always monitor the validation split (held out of the train split), and measure the
+        label-free metric the sweep selects on (its config key is the metric's name): nothing a sweep decides
+        reads the test split. `asha.max_epochs` is their length (schedules included): a trial that runs to it
+        completes its recipe, never one cut mid-schedule.
         """
         layer = nest({_strip_method(k): v for k, v in params.items()})
         sweep: dict[str, Any] = {"monitor": "val"}
-        if self.sweep.metric == RANKME:
-            sweep["rankme"] = True
+        if self.sweep.metric in LABEL_FREE:
+            sweep[self.sweep.metric] = True
         if self.asha.max_epochs is not None:
             sweep["epochs"] = self.asha.max_epochs
         return build_config(self.base_layer(data_dir), layer, sweep)

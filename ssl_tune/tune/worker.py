@@ -204,6 +204,13 @@ def initial_metrics(run: TrainingRun) -> EpochMetrics:
         cfg.knn_bank_subset,
         cfg.rankme,
         cfg.rankme_images,
+        cfg.lidar,
+        cfg.lidar_images,
+        cfg.lidar_views,
+        tuple(run.views.specs) if cfg.lidar else None,  # LiDAR's views: the method's first view and the augment
+        cfg.alpha_req,
+        cfg.alpha_req_images,
+        cfg.alpha_req_band,
         str(run.device),
     )
     metrics = run.initial_metrics(_INITIAL.get(key))

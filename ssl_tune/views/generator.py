@@ -48,6 +48,10 @@ class ViewGenerator:
         x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def first_view(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One view of each image, as the first view of a training step makes it (for LiDAR's views)."""
+        return self.normalize(augment_batch(images.to(self.dtype).div_(255), self.specs[0], generator))
+
     def plain(self, images: torch.Tensor) -> torch.Tensor:
         """The un-augmented, normalised batch (for the kNN bank)."""
         return self.normalize(images.to(self.dtype).div_(255))
