@@ -4,8 +4,9 @@ the power-law decay coefficient α of the eigenspectrum of the feature covarianc
 
 α is not "higher is better": good representations sit in a band of α. The companion paper (Ghosh et al. 2022,
 https://arxiv.org/abs/2202.05808) finds the downstream accuracy best where α is close to 1, so a sweep selects on
-`alpha_req_score`: minus the distance of α from a band around 1 (0 inside it). The band's width, (0.9, 1.1) by
-default (`alpha_req_band`), is ours, not the papers': a run of one method compares against the same band.
+`alpha_req`: minus the distance of α from a band around 1 (0 inside it; α itself is logged as `alpha_req_alpha`).
+The band's width, (0.9, 1.1) by default (`alpha_req_band`), is ours, not the papers': a run of one method compares
+against the same band.
 """
 
 from __future__ import annotations
