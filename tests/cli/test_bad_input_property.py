@@ -72,7 +72,7 @@ def _bounds(metadata: list[Any]) -> dict[str, float]:
 
 
 def _kind(annotation: Any) -> tuple[str, Any]:
-    """'int', 'float', 'bool', 'literal', 'str', 'model' or 'dict', and the literal's choices or the model."""
+    """'int', 'float', 'bool', 'literal', 'str', 'pair', 'model' or 'dict', and the literal's choices or the model."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     base = args[0] if len(args) == 1 else annotation
     if typing.get_origin(base) is typing.Literal:
@@ -81,6 +81,8 @@ def _kind(annotation: Any) -> tuple[str, Any]:
         return "model", base
     if typing.get_origin(base) is dict:
         return "dict", None
+    if typing.get_origin(base) is tuple and typing.get_args(base) == (float, float):
+        return "pair", None
     for kind in (bool, int, float, str):
         if base is kind:
             return kind.__name__, None
@@ -139,6 +141,9 @@ def bad_values(name: str, annotation: Any, metadata: list[Any]) -> st.SearchStra
             names = REGISTRIES[name]
             return st.one_of(wrong, WORDS.filter(lambda w: w not in names), st.integers(), NON_FINITE)
         return st.one_of(CONTAINERS, st.integers(), st.floats(allow_nan=True))
+    if kind == "pair":  # an ordered (low, high) pair, e.g. alpha_req_band: not a pair, unordered, non-finite
+        shapes = st.sampled_from(["x", 0.5, [], [1.0], [0.1, 0.2, 0.3], {"low": 0.9}, [1.1, 0.9], [0.5, 0.5]])
+        return st.one_of(shapes, st.tuples(NON_FINITE, st.just(1.0)).map(list), st.just([-1.0, 1.0]))
     if kind in ("model", "dict"):  # a section that is not a mapping
         return st.one_of(st.sampled_from([[], [1, 2], "", "text", 0, 3.5, True]), NON_FINITE)
     raise AssertionError(kind)
@@ -484,3 +489,11 @@ def test_the_unmutated_inputs_are_valid(tmp_path):
     path = tmp_path / "space.yaml"
     _write(path, SPACE_BASE)
     load_space(path)
+
+
+@pytest.mark.parametrize("model", [TrainConfig, AugmentConfig, SweepSettings, AshaSettings])
+def test_every_field_has_bad_values_to_draw(model):
+    """Each field's type is one the generator knows: a new kind of field fails here, not at random in the
+    property tests (which draw one field per example)."""
+    for name, info in fields_of(model, SKIPPED_FIELDS).items():
+        bad_values(name, info.annotation, info.metadata)

@@ -128,4 +128,4 @@ def test_a_sweep_on_a_pool_selects_on_the_labeled_sets_knn(tmp_path):
         # queries: half of the labeled set; its kNN accuracy is a multiple of 1 / queries
         queries = PER_CLASS * CLASSES // 2
         assert all(abs(r["val_knn_acc"] * queries - round(r["val_knn_acc"] * queries)) < 1e-6 for r in t.results)
-    assert sweep.best().best_value == max(t.best_value for t in sweep.trials)
+    assert sweep.best().value == max(t.value for t in sweep.trials)
