@@ -15,8 +15,9 @@ Stages, in order (each one's result, or its error in one line, lands in gpu_chec
 4. packed_sweep: 4 trials packed on one GPU (gpus_per_trial 0.25) through a real `ssl-tune sweep` on a local
    Ray cluster: how many ran at once, and the wall time;
 5. bench: SimSiam / resnet18 / batch 512 / bf16, our pipeline against the DataLoader baseline, the kNN share of
-   an epoch, peak memory and 1..4 packed trainings on the GPU; then the same with the backbone compiled;
-6. knn: the kNN's time and share of an epoch.
+   an epoch, peak memory and 1..4 packed trainings on the GPU (JSON key `eager`); then the same with the backbone
+   compiled (`compiled`, left out by --quick);
+6. knn: the kNN's time and share of an epoch (only when `eager` measured a throughput).
 
 Without --data-dir the data are synthetic images in CIFAR-10's shape (50,000 train, 10,000 test, 32 px): the
 same work per image and the same kNN bank, so the same throughput and kNN share. A stage that would start after
@@ -169,6 +170,7 @@ def vit_dino(device: str, dry: bool) -> dict[str, Any]:
 def device_jpeg(device: str, dry: bool, data_dir: str | None, work: Path) -> dict[str, Any]:
     """A JPEG pack made by `ssl-tune data pack` from JPEG files (CIFAR-10 upscaled to 160 px with --data-dir,
     else synthetic), its bytes decoded by `decode_jpegs` on `device` and by PIL on the CPU."""
+    import numpy as np
     import pyarrow.parquet as pq
     from PIL import Image
     from torchvision.transforms.v2 import functional as TF
@@ -200,7 +202,7 @@ def device_jpeg(device: str, dry: bool, data_dir: str | None, work: Path) -> dic
         torch.cuda.synchronize()
     device_s = time.perf_counter() - start
     start = time.perf_counter()
-    pil = torch.from_numpy(__import__("numpy").stack([decode_image(d, size) for d in data])).permute(0, 3, 1, 2)
+    pil = torch.from_numpy(np.stack([decode_image(d, size) for d in data])).permute(0, 3, 1, 2)
     pil_s = time.perf_counter() - start
     diff = (decoded.cpu().int() - pil.int()).abs()
     return {"images": len(data), "size": size, "device_img_s": len(data) / device_s, "pil_img_s": len(data) / pil_s,
@@ -314,7 +316,8 @@ def main() -> int:
         (work / "sweep").mkdir()
         report.stage("packed_sweep", lambda: packed_sweep(dry, work / "sweep"))
     sizes = (2_000, 500) if dry else (50_000, 10_000)
-    data = None if args.data_dir else cifar_shaped(*sizes) if "bench" in stages or "knn" in stages else None
+    benched = "bench" in stages or "knn" in stages
+    data = cifar_shaped(*sizes) if benched and not args.data_dir else None  # None: the bench loads --data-dir
     steps = 2 if dry else 20 if args.quick else 60
     if "bench" in stages:
         report.stage("eager", lambda: bench_stage(args, data, steps, packed=4, compile_=False))

@@ -315,8 +315,8 @@ def method_recipe(method: str, backbone: Any) -> dict[str, Any]:
 
 
 def _reject_huge_numbers(values: Mapping[str, Any], prefix: str = "") -> None:
-    """No setting takes a number of 2^31 or more: catch those the model leaves unbounded (e.g. a method's
-    layer widths), which would otherwise fail deep inside torch, after the data is loaded."""
+    """No setting takes a number of 2^31 or more: catch those no field bounds (the last line of defence behind
+    each field's and `MethodParams`' bounds), which would otherwise fail deep inside torch."""
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):

@@ -19,7 +19,7 @@ def cifar_dir() -> Path:
     """The folder holding the official CIFAR-10 python batches: $SSL_TUNE_DATASETS, ../shared/datasets, else the
     user cache (downloaded there once when the network allows). The tests fail (not skip) without them."""
     try:
-        return find_datasets(CIFAR10_MARKER, shared=[SHARED_DATASETS], fetch=fetch_cifar10)
+        return find_datasets(CIFAR10_MARKER, candidates=[SHARED_DATASETS], fetch=fetch_cifar10)
     except UsageError as err:
         missing = str(err)
     pytest.fail(missing, pytrace=False)  # one line, outside the except: no chained traceback

@@ -1,7 +1,7 @@
 """Where CIFAR-10 lives when no `--data-dir` names it: one search order for the tests and the CLI.
 
 1. `$SSL_TUNE_DATASETS`, a folder holding `cifar-10-batches-py/`;
-2. the shared folders a caller passes in (the tests pass `../shared/datasets` beside the clone, as CI has it);
+2. the folders a caller passes in (`candidates`), in order;
 3. the user cache, `$XDG_CACHE_HOME/ssl-tune/datasets` (default `~/.cache/ssl-tune/datasets`), filled once by a
    torchvision download when the caller allows one and the network does.
 
@@ -28,18 +28,18 @@ def user_cache() -> Path:
     return Path(base).expanduser() / "ssl-tune" / "datasets"
 
 
-def search_order(shared: Sequence[Path] = ()) -> list[tuple[str, Path]]:
+def search_order(candidates: Sequence[Path] = ()) -> list[tuple[str, Path]]:
     """(where it came from, folder) in the order they are tried; `$SSL_TUNE_DATASETS` only when it is set."""
     order = [(f"${ENV_VAR}", Path(os.environ[ENV_VAR]).expanduser())] if os.environ.get(ENV_VAR) else []
-    order += [("shared folder", Path(folder)) for folder in shared]
+    order += [("folder", Path(folder)) for folder in candidates]
     return [*order, ("user cache", user_cache())]
 
 
-def find_datasets(marker: str, shared: Sequence[Path] = (), fetch: Fetch | None = None, what: str = "") -> Path:
-    """The first folder of `search_order(shared)` that holds the file `marker` (a path relative to it, such as
+def find_datasets(marker: str, candidates: Sequence[Path] = (), fetch: Fetch | None = None, what: str = "") -> Path:
+    """The first folder of `search_order(candidates)` that holds the file `marker` (a path relative to it, such as
     `cifar-10-batches-py/data_batch_1`). Failing that, `fetch` (when given) fills the user cache. Raises
     UsageError in one line, starting with `what`, naming every place tried and why nothing was downloaded."""
-    order = search_order(shared)
+    order = search_order(candidates)
     for _, folder in order:
         if (folder / marker).is_file():
             return folder

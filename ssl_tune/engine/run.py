@@ -303,9 +303,10 @@ class TrainingRun:
         return dict(zip(names, values.tolist(), strict=True))
 
     def _measure(self, names: list[str]) -> list[float]:
-        """The metrics `names`, on this process. The train images' features are extracted once: the kNN's bank
-        is their first `knn_bank_subset` rows (L2-normalised), RankMe reads the first `rankme_images`, so
-        RankMe beside the kNN costs one SVD (0.2 to 0.3 s for 10,000 x 512 features on the 2-core CPU)."""
+        """The metrics `names`, on this process. The first train images' features are extracted once: the kNN's
+        bank is their first `knn_bank_subset` rows (L2-normalised; a labeled set's bank is extracted on its own),
+        RankMe reads the first `rankme_images` (one SVD: 0.2 to 0.3 s for 10,000 x 512 features on the 2-core
+        CPU). α-ReQ extracts its seeded subset, and LiDAR `lidar_views` augmented views of its own."""
         backbone, prepare = self.method.backbone, self._plain_on_device
         n_bank = len(self.bank_labels) if self.knn_metric in names else 0
         n_rank = min(self.cfg.rankme_images, len(self.eval_images)) if RANKME in names else 0
@@ -354,9 +355,10 @@ class TrainingRun:
         """(n, lidar_views, d) raw backbone features of augmented views of `images`, made on the device with a
         generator seeded alike at every evaluation: the same views for every epoch and trial."""
         generator = torch.Generator(device=self.device).manual_seed(LABEL_FREE_SEED)
+        images = images.to(self.device)  # once, not once per view
 
         def view(batch: torch.Tensor) -> torch.Tensor:
-            return self.views.first_view(batch.to(self.device), generator)
+            return self.views.first_view(batch, generator)
 
         backbone, autocast = self.method.backbone, self.autocast_dtype
         per_view = [

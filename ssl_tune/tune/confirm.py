@@ -246,7 +246,7 @@ def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
             "|---|---|---|",
         ]
         for label, diffs in compared.items():
-            cells = [diff.describe() for diff in diffs if diff is not None]
+            cells = [diff.describe() for diff in diffs]
             lines.append(f"| {_config_name(label)} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 

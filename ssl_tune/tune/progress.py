@@ -36,6 +36,13 @@ def error_line(trial: Trial) -> str:
     return f"{type(err).__name__}: {first_line(err)}" if err is not None else "see its error.txt"
 
 
+def end_reason(trial: Trial, failed: bool, last: dict[str, Any]) -> str:
+    """': why' a trial ended, for its end line: its error, or the one line its run stopped with (out of memory)."""
+    if failed:
+        return f": {error_line(trial)}"
+    return f": {last[STOP_REASON]}" if STOP_REASON in last else ""
+
+
 def _short(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -49,7 +56,7 @@ class TrialEvents(Callback):
         self.every_s = every_s
         self._start = time.monotonic()
         self._last_summary = self._start
-        self._best: dict[str, float] = {}  # trial id -> its best trained-epoch value
+        self._value: dict[str, float] = {}  # trial id -> its value: the selection metric at its latest epoch
 
     def setup(self, **info: Any) -> None:  # the experiment starts (again, on --resume)
         self._start = self._last_summary = time.monotonic()
@@ -63,7 +70,7 @@ class TrialEvents(Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         epoch, value = result.get(EPOCH), result.get(self.metric)
         if isinstance(value, float) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
-            self._best[trial.trial_id] = value  # a trial's value is its latest epoch's (TrialRecord.value)
+            self._value[trial.trial_id] = value  # a trial's value is its latest epoch's (TrialRecord.value)
             if epoch in self.rungs and epoch < self.max_epochs:
                 self._print(f"trial {trial.trial_id} epoch {epoch} (rung)  {format_metric(self.metric, value)}")
         if time.monotonic() - self._last_summary >= self.every_s:
@@ -78,9 +85,9 @@ class TrialEvents(Callback):
     def _end(self, trial: Trial, failed: bool) -> None:
         last = trial.last_result or {}
         status = trial_status(last, failed, self.max_epochs)
-        best = self._best.get(trial.trial_id)
+        best = self._value.get(trial.trial_id)
         shown = f"  {format_metric(self.metric, best)}" if best is not None else ""
-        why = f": {error_line(trial)}" if failed else (f": {last[STOP_REASON]}" if STOP_REASON in last else "")
+        why = end_reason(trial, failed, last)
         self._print(f"trial {trial.trial_id} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")
 
     def _summary(self, trials: list[Trial]) -> None:
@@ -89,9 +96,9 @@ class TrialEvents(Callback):
         running = sum(t.status == Trial.RUNNING for t in trials)
         done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         text = f"{running} running, {done} of {self.total} done"
-        if self._best:
-            leader = max(self._best, key=self._best.__getitem__)
-            text += f", best so far {format_metric(self.metric, self._best[leader])} (trial {leader})"
+        if self._value:
+            leader = max(self._value, key=self._value.__getitem__)
+            text += f", best so far {format_metric(self.metric, self._value[leader])} (trial {leader})"
         self._print(text)
 
 
@@ -128,5 +135,5 @@ class ConfirmEvents(TrialEvents):
         status = trial_status(last, failed, self.max_epochs)
         numbers = [f"{label} {100 * v:.2f}%" for key, label in self.shown if isinstance(v := last.get(key), float)]
         shown = f"  {', '.join(numbers)}" if numbers else ""
-        why = f": {error_line(trial)}" if failed else (f": {last[STOP_REASON]}" if STOP_REASON in last else "")
+        why = end_reason(trial, failed, last)
         self._print(f"{self._name(trial)} {status.value} at epoch {last.get(EPOCH, 0)}{shown}{why}")

@@ -22,7 +22,7 @@ from ssl_tune.metrics import TrialStatus
 from ssl_tune.storage import exists, is_uri, join, read_text, write_text
 from ssl_tune.tune.checks import CheckedSweep, SweepRequest, check_sweep
 from ssl_tune.tune.cluster import cluster_resources, concurrency, ray_cluster
-from ssl_tune.tune.results import SESSIONS_FILE, SWEEP_FILE, TrialRecord, load_sweep
+from ssl_tune.tune.results import SESSIONS_FILE, SWEEP_FILE, SweepRecord, TrialRecord, load_sweep
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def run_sweep(request: SweepRequest) -> SweepResult:
         finally:
             _record_session(sweep.sweep_dir, started, limit or sweep.space.sweep.num_samples)
             sync_optuna_journal(sweep.sweep_dir, sweep.name)  # the final copy, past the searcher's throttle
-            write_curves(sweep.sweep_dir, curves_table(curve_rows(load_sweep(sweep.sweep_dir))))
+            record = load_sweep(sweep.sweep_dir)  # read once: the curves, the budget and the summary
+            write_curves(sweep.sweep_dir, curves_table(curve_rows(record)))
     s = sweep.space.sweep
-    record = load_sweep(sweep.sweep_dir)
     spent_epochs = s.budget_epochs is not None and record.trained_epochs >= s.budget_epochs
     spent_budget = spent_epochs or (s.budget_seconds is not None and record.trial_seconds >= s.budget_seconds)
     if results.num_terminated + results.num_errors < s.num_samples and not spent_budget:
@@ -65,7 +65,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
             f"sweep stopped with {results.num_terminated} of {s.num_samples} trials done; resume with: "
             f"ssl-tune sweep --storage {storage} --name {sweep.name} --resume"
         )
-    return _summarize(results, sweep.sweep_dir)
+    return _summarize(results, record)
 
 
 def _tuner(sweep: CheckedSweep, request: SweepRequest, limit: int | None, why: str) -> Any:
@@ -120,12 +120,11 @@ def _record_session(sweep_dir: str, started: float, slots: int) -> None:
     write_text(path, json.dumps(sessions))
 
 
-def _summarize(results: Any, sweep_dir: str) -> SweepResult:
-    """The best trial as `export` and `report` will see it: read back from the sweep's files."""
-    record = load_sweep(sweep_dir)
+def _summarize(results: Any, record: SweepRecord) -> SweepResult:
+    """The best trial as `export` and `report` will see it: `record` is read back from the sweep's files."""
     errors = sum(1 for r in results if r.error is not None)
     oom = sum(1 for t in record.trials if t.status is TrialStatus.OUT_OF_MEMORY)
-    return SweepResult(sweep_dir, len(results), errors, record.best(), record.summary(), out_of_memory=oom)
+    return SweepResult(record.sweep_dir, len(results), errors, record.best(), record.summary(), out_of_memory=oom)
 
 
 __all__ = ["SweepRequest", "SweepResult", "run_sweep"]

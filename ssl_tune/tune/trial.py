@@ -60,11 +60,10 @@ class TrialPlan:
         for the process that drives the Ray Train run)."""
         return self.worker_resources() if self.in_process else driver
 
-    def checkpoint_settings(self) -> dict[str, Any]:
-        """Keep the latest two checkpoints: the last is the one a trial's value (its last epoch's metric) and a
-        confirm run's test evaluation belong to, the one before it a fallback to restart from. The keywords of
-        Tune's and Ray Train's `CheckpointConfig`."""
-        return {"num_to_keep": 2}
+
+# Keep the latest two checkpoints: the last is the one a trial's value (its last epoch's metric) and a confirm run's
+# test evaluation belong to, the one before it a fallback to restart from (Tune's and Ray Train's CheckpointConfig)
+CHECKPOINT_SETTINGS: dict[str, Any] = {"num_to_keep": 2}
 
 
 def train_run_name(trial_id: str) -> str:
@@ -113,7 +112,7 @@ def fit_train_run(cfg: TrainConfig, plan: TrialPlan, *, final_eval: bool = False
             storage_path=plan.train_storage,
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=plan.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(**plan.checkpoint_settings()),
+            checkpoint_config=ray.train.CheckpointConfig(**CHECKPOINT_SETTINGS),
         ),
     )
     trainer.fit()

@@ -17,7 +17,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ssl_tune.storage import split
 from ssl_tune.tune.cluster import driver_resources
 from ssl_tune.tune.recorder import TrialRecorder
-from ssl_tune.tune.trial import TrialPlan
+from ssl_tune.tune.trial import CHECKPOINT_SETTINGS, TrialPlan
 
 
 def can_restore(experiment_dir: str) -> bool:
@@ -65,7 +65,7 @@ def new_tuner(
         callbacks=[TrialRecorder(epochs), JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
         stop=stop,
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        checkpoint_config=tune.CheckpointConfig(**plan.checkpoint_settings()),
+        checkpoint_config=tune.CheckpointConfig(**CHECKPOINT_SETTINGS),
     )
     # reuse_actors: a process that ran a trial runs the next (imports, data, epoch 0 kept)
     settings = tune.TuneConfig(reuse_actors=plan.in_process, **tune_config)

@@ -35,16 +35,16 @@ def _offline(folder: Path) -> None:
 def test_the_search_order_is_env_then_shared_then_cache(monkeypatch, tmp_path):
     env, shared, cache = _holding(tmp_path / "env"), _holding(tmp_path / "shared"), _holding(user_cache())
     assert cache == tmp_path / "cache" / "ssl-tune" / "datasets"
-    assert find_datasets(MARKER, shared=[shared]) == shared
-    assert find_datasets(MARKER, shared=[tmp_path / "absent"]) == cache
+    assert find_datasets(MARKER, candidates=[shared]) == shared
+    assert find_datasets(MARKER, candidates=[tmp_path / "absent"]) == cache
     monkeypatch.setenv(ENV_VAR, str(env))
-    assert find_datasets(MARKER, shared=[shared], fetch=_offline) == env
+    assert find_datasets(MARKER, candidates=[shared], fetch=_offline) == env
 
 
 def test_a_folder_without_the_batches_is_passed_over(monkeypatch, tmp_path):
     (tmp_path / "env").mkdir()
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
-    assert find_datasets(MARKER, shared=[_holding(tmp_path / "shared")]) == tmp_path / "shared"
+    assert find_datasets(MARKER, candidates=[_holding(tmp_path / "shared")]) == tmp_path / "shared"
 
 
 def test_the_download_fills_the_user_cache_once(tmp_path):
@@ -54,14 +54,14 @@ def test_the_download_fills_the_user_cache_once(tmp_path):
         calls.append(folder)
         _holding(folder)
 
-    assert find_datasets(MARKER, shared=[tmp_path / "absent"], fetch=fetch) == user_cache()
-    assert find_datasets(MARKER, shared=[tmp_path / "absent"], fetch=fetch) == user_cache()
+    assert find_datasets(MARKER, candidates=[tmp_path / "absent"], fetch=fetch) == user_cache()
+    assert find_datasets(MARKER, candidates=[tmp_path / "absent"], fetch=fetch) == user_cache()
     assert calls == [user_cache()]
 
 
 def test_without_network_one_line_names_all_three_places(tmp_path):
     with pytest.raises(UsageError) as caught:
-        find_datasets(MARKER, shared=[tmp_path / "shared"], fetch=_offline)
+        find_datasets(MARKER, candidates=[tmp_path / "shared"], fetch=_offline)
     message = str(caught.value)
     assert "\n" not in message
     for part in (f"${ENV_VAR} (unset)", str(tmp_path / "shared"), str(user_cache()), "Temporary failure"):
