@@ -43,6 +43,11 @@ def _worker(rank: int, port: int, queue) -> None:
     queue.put((rank, {k: v.numpy() for k, v in out.items()}))
     dist.barrier()
     dist.destroy_process_group()
+    # Gloo's threads can abort the interpreter's teardown under load (pytorch/pytorch#179291): the
+    # result is flushed, so leave without it.
+    queue.close()
+    queue.join_thread()
+    os._exit(0)
 
 
 def _free_port() -> int:
