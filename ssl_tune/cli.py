@@ -449,7 +449,9 @@ def _bench_search_args(p: argparse.ArgumentParser) -> None:
     from ssl_tune.tools.bench_search import PRESETS, STRATEGIES
 
     p.add_argument("--method", required=True, help="the method (its <preset>/<method>.yaml space)")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="cpu (default) or gpu")
+    p.add_argument(
+        "--preset", default="cpu", choices=sorted(PRESETS), help="cpu (default), shifted (grey 16 px CIFAR) or gpu"
+    )
     p.add_argument("--data-dir", help="dataset directory (the folder holding cifar-10-batches-py)")
     p.add_argument("--out", required=True, help="the benchmark's folder: sweeps, state and report")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"default {','.join(STRATEGIES)}")
@@ -547,7 +549,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--out", required=True, help="a directory or URI for the shards")
     pack.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MiB (default 64)")
     pack.add_argument("--shard-size", type=int, help="also at most N images per shard")
-    pack.add_argument("--image-size", type=int, help="imagefolder: the size images are decoded to (default 96)")
+    pack.add_argument(
+        "--image-size",
+        type=int,
+        help="the side images are stored at (imagefolder: decoded to it, default 96; others: resized)",
+    )
     pack.add_argument("--train-subset", type=int, help="pack only the first N training images")
     pack.add_argument("--test-subset", type=int, help="pack only the first N test images")
     pack.add_argument("--skip-corrupt", action="store_true", help="imagefolder: leave out files that do not decode")

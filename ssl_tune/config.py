@@ -15,6 +15,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ssl_tune.data import DATASETS
+from ssl_tune.data.derived import STREAMED_GREY
 from ssl_tune.engine.alpha_req import ALPHA_BAND
 from ssl_tune.errors import UsageError
 from ssl_tune.methods import METHODS, get_method
@@ -42,7 +43,10 @@ class TrainConfig(Settings):
         description="a folder or an s3:// / gs:// URI (CIFAR without it: $SSL_TUNE_DATASETS, else the user cache)",
     )
     download: bool = Field(False, description="CIFAR: download the batches through torchvision if they are missing")
-    image_size: int | None = Field(None, gt=0, le=1024, description="resize target (imagefolder, synthetic)")
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="resize every image to this side (CIFAR: from 32 px, antialiased)"
+    )
+    grayscale: bool = Field(False, description="turn every image grey (3 equal channels): a dataset without colour")
     train_subset: int | None = Field(None, gt=0, description="train on the first N train images only")
     test_subset: int | None = Field(None, gt=0, description="query the kNN with the first N test images only")
     skip_corrupt: bool = Field(False, description="parquet: leave out (and count) images that do not decode")
@@ -177,6 +181,8 @@ class TrainConfig(Settings):
             raise ValueError(f"drop_path applies to the ViT backbones, not to '{self.backbone}'")
         if self.data_placement == "streamed_shards" and self.dataset != "parquet":
             raise ValueError(f"data_placement streamed_shards needs dataset 'parquet' (not '{self.dataset}')")
+        if self.data_placement == "streamed_shards" and self.grayscale:
+            raise ValueError(STREAMED_GREY)
         may_stream = self.data_placement == "streamed_shards" or (
             self.data_placement == "auto" and self.dataset == "parquet"
         )

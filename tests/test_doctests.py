@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "ssl_tune.data.derived",
     "ssl_tune.data.splits",
     "ssl_tune.engine.alpha_req",
     "ssl_tune.engine.lidar",

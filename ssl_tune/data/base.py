@@ -9,6 +9,7 @@ from typing import Protocol
 
 import torch
 
+from ssl_tune.data.derived import channel_stats, resize, to_grey
 from ssl_tune.data.splits import validation_split
 from ssl_tune.errors import UsageError
 from ssl_tune.registry import Registry
@@ -86,6 +87,31 @@ class ImageData:
             labeled_labels=None,
         )
 
+    def derived(self, image_size: int | None, grayscale: bool) -> ImageData:
+        """Every split (train, test, labeled set) resized to `image_size` (None: as loaded) and, with `grayscale`,
+        turned grey (`ssl_tune.data.derived`); the normalisation is then the derived train split's own. Unchanged
+        data is returned as it is."""
+        size = image_size or self.image_size
+        if size == self.image_size and not grayscale:
+            return self
+
+        def convert(images: torch.Tensor | None) -> torch.Tensor | None:
+            if images is None:
+                return None
+            images = resize(images, size)
+            return to_grey(images) if grayscale else images
+
+        train = convert(self.train_images)
+        mean, std = channel_stats(train)
+        return replace(
+            self,
+            train_images=train,
+            test_images=convert(self.test_images),
+            labeled_images=convert(self.labeled_images),
+            mean=mean,
+            std=std,
+        )
+
     def to(self, device: torch.device | str) -> ImageData:
         return replace(
             self,
@@ -139,6 +165,7 @@ class DataSettings(Protocol):
     data_dir: str | None
     download: bool
     image_size: int | None
+    grayscale: bool
     train_subset: int | None
     test_subset: int | None
     monitor: str
@@ -174,8 +201,10 @@ def load_data(
     test_subset: int | None = None,
     with_test: bool = True,
     skip_corrupt: bool = False,
+    grayscale: bool = False,
 ) -> ImageData:
-    """Load a registered dataset, check it, and take the requested subsets. Raises UsageError.
+    """Load a registered dataset, check it, derive it (resized to `image_size`, grey with `grayscale`: see
+    `ImageData.derived`), and take the requested subsets. Raises UsageError.
 
     With `with_test=False` the test split is not read at all (its files are not even opened).
 
@@ -193,7 +222,7 @@ def load_data(
         with_test=with_test,
         skip_corrupt=skip_corrupt,
     )
-    return loader(request).subset(train_subset, test_subset)
+    return loader(request).derived(image_size, grayscale).subset(train_subset, test_subset)
 
 
 def require_dir(request: DataRequest, dataset: str) -> Path:

@@ -8,21 +8,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ssl_tune.data.base import DataSettings, ImageData, load_data
+from ssl_tune.data.derived import STREAMED_GREY
 from ssl_tune.data.parquet import Manifest
 from ssl_tune.data.streaming import STREAMED_SHARDS, ShardPlan, eval_subset, open_manifest, shard_plan, streams_shards
+from ssl_tune.errors import UsageError
 
 
-def load_run_data(cfg: DataSettings) -> ImageData:
-    """The dataset a run config names, whole, with its subsets. The test split is read only when the run monitors
-    it (`monitor: test`): a run that monitors the validation split never opens it. Raises UsageError."""
+def load_run_data(cfg: DataSettings, with_test: bool | None = None) -> ImageData:
+    """The dataset a run config names, whole, derived and with its subsets. The test split is read when asked
+    (`with_test`, as `eval` does), else only when the run monitors it (`monitor: test`): a run that monitors the
+    validation split never opens it. Raises UsageError."""
     return load_data(
         cfg.dataset,
         cfg.data_dir,
         download=cfg.download,
         image_size=cfg.image_size,
+        grayscale=cfg.grayscale,
         train_subset=cfg.train_subset,
         test_subset=cfg.test_subset,
-        with_test=cfg.monitor == "test",
+        with_test=cfg.monitor == "test" if with_test is None else with_test,
         skip_corrupt=cfg.skip_corrupt,
     )
 
@@ -55,4 +59,6 @@ def open_training_data(cfg: DataSettings) -> TrainingData:
     manifest = open_manifest(cfg) if packed else None
     if not streams_shards(cfg, manifest):
         return TrainingData()
+    if cfg.grayscale:
+        raise UsageError(f"{STREAMED_GREY} (or set data_placement resident)")
     return TrainingData(shard_plan(cfg, manifest), manifest)

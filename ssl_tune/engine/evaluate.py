@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from ssl_tune.config import TrainConfig, build_config
-from ssl_tune.data import ImageData, load_data
+from ssl_tune.data import ImageData
 from ssl_tune.data.splits import validation_split
+from ssl_tune.data.training import load_run_data
 from ssl_tune.engine.checkpoint import checkpoint_file, load_checkpoint
 from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.engine.linear_probe import ProbeResult, linear_probe
@@ -80,9 +81,7 @@ def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: s
     start = time.perf_counter()
     state = _load(path)
     cfg = checkpoint_config(state, data_dir)
-    data = load_data(
-        cfg.dataset, cfg.data_dir, image_size=cfg.image_size, train_subset=cfg.train_subset, test_subset=cfg.test_subset
-    )
+    data = load_run_data(cfg, with_test=True)
     dev = resolve_device(device)
     backbone = build_backbone(cfg.backbone, data.image_size).to(dev)
     backbone.load_state_dict(backbone_state(state))

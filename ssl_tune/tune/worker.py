@@ -160,7 +160,7 @@ DATA_CACHE_SIZE = 2  # datasets kept per process (a sweep over one dataset needs
 
 def _data_key(cfg: TrainConfig) -> tuple:
     streaming = (cfg.data_placement, cfg.host_data_limit_gb, cfg.stream_eval_subset)  # whether it streams, and what
-    sizes = (cfg.image_size, cfg.train_subset, cfg.test_subset)
+    sizes = (cfg.image_size, cfg.grayscale, cfg.train_subset, cfg.test_subset)
     return (cfg.dataset, cfg.data_dir, *sizes, cfg.monitor == "test", cfg.skip_corrupt, *streaming)
 
 

@@ -213,3 +213,37 @@ def test_benchmark_end_to_end_at_equal_budgets(tmp_path, cifar_dir):
     with pytest.raises(Exception, match="other settings"):
         run_search_bench(other)
     assert Path(request.out).is_dir()
+
+
+@pytest.mark.slow
+def test_the_shifted_preset_runs_end_to_end_and_reports_intervals(tmp_path, cifar_dir):
+    """The `shifted` preset (grey 16 px CIFAR-10) in a tiny setting: 2 strategies x 2 one-epoch trials, 2 confirm
+    seeds. Its trials train on grey 16 px images, and its table carries the paired intervals against the default."""
+    request = SearchBenchRequest(
+        method="simclr",
+        out=str(tmp_path / "bench"),
+        preset="shifted",
+        data_dir=str(cifar_dir),
+        strategies=("random", "tpe"),
+        budget_trials=2,
+        seeds=2,
+        overrides=(
+            "train_subset=384",
+            "val_size=128",
+            "test_subset=256",
+            "epochs=1",
+            "batch_size=64",
+            "method_params.proj_hidden_dim=64",
+            "method_params.proj_output_dim=32",
+        ),
+    )
+    report = run_search_bench(request)
+    assert [r.name for r in report.rows] == ["default", "random", "tpe"]
+    sweep = load_sweep(str(tmp_path / "bench" / "sweeps" / "simclr-random"))
+    assert sweep.space.fixed["grayscale"] is True and sweep.space.fixed["image_size"] == 16
+    assert sweep.trained_epochs == 2 and all(len(r.test_knn) == 2 for r in report.rows)
+    table = (tmp_path / "bench" / "search_quality.md").read_text()
+    assert "# Search quality: simclr, preset shifted" in table
+    for label in ("(b) random search", "(c) TPE"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+        assert "95 % CI [" in row and "over 2 paired seeds" in row, row

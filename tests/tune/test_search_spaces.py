@@ -11,13 +11,28 @@ from ssl_tune.tune.space import DefineByRun, load_space
 from tests.helpers import REPO
 
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+PRESET_SPACES = sorted((REPO / "search_spaces").glob("*/*.yaml"))  # the bench-search presets' folders
 
 
-@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+@pytest.mark.parametrize("path", SPACES + PRESET_SPACES, ids=[str(p.relative_to(REPO)) for p in SPACES + PRESET_SPACES])
 def test_shipped_space_is_valid(path):
     space = load_space(path)
     assert space.description
     assert all(m in METHODS for m in space.method_choices())
+
+
+@pytest.mark.parametrize("method", ["simsiam", "simclr", "byol"])
+def test_the_shifted_preset_is_the_cpu_preset_on_grey_16px_images(method):
+    """Same subsets, epochs and budget as `cpu`, only the dataset options differ; and it searches what the shift
+    makes matter: crop scale, the jitter that still acts on grey images, and blur."""
+    cpu, shifted = (load_space(REPO / "search_spaces" / preset / f"{method}.yaml") for preset in ("cpu", "shifted"))
+    assert shifted.fixed == {**cpu.fixed, "image_size": 16, "grayscale": True}
+    assert {"lr", "augment.crop_min_scale", "augment.brightness", "augment.contrast", "augment.blur_prob"} <= set(
+        shifted.params
+    )
+    assert shifted.params["augment.crop_min_scale"].high > cpu.params["augment.crop_min_scale"].high
+    assert (shifted.asha, shifted.sweep) == (cpu.asha, cpu.sweep)
+    assert sorted(p.stem for p in (REPO / "search_spaces" / "shifted").glob("*.yaml")) == ["byol", "simclr", "simsiam"]
 
 
 def test_every_method_has_its_own_space_and_is_in_all_yaml():
