@@ -49,6 +49,7 @@ from ssl_tune.data.parquet import (
     check_shards,
     decode_image,
     has_labeled_pack,
+    read_labeled_pack,
     read_manifest,
     read_rows,
     resolve_location,
@@ -156,11 +157,6 @@ def shard_plan(cfg: DataSettings, manifest: Manifest | None = None) -> ShardPlan
     if cfg.dataset != "parquet":
         raise UsageError(f"data_placement {STREAMED_SHARDS} needs dataset 'parquet' (not '{cfg.dataset}')")
     fs, root, manifest = _open(cfg, manifest)
-    if not manifest.labeled and has_labeled_pack(fs, root):
-        raise UsageError(
-            f"{cfg.data_dir} holds a labeled pack beside its pool, which a streamed pool cannot read yet: use "
-            "data_placement resident (the pool must fit host memory)"
-        )
     encoding = manifest.encodings.get("train")
     if cfg.stream_decode == "device" and encoding != JPEG:
         raise UsageError(
@@ -208,8 +204,9 @@ def _labels(fs: Any, root: str, location: str | None, rows: list) -> torch.Tenso
 
 def eval_subset(cfg: DataSettings, plan: ShardPlan, manifest: Manifest | None = None) -> ImageData:
     """The bounded part decoded once: the first `plan.eval_rows` train images (and the test split's first
-    `test_subset` when the run monitors it), each decoded straight to the run's image size (as the stream is:
-    decoding 2,000 images of a 320 px pack first at 320 px took a rank's peak RSS to 2.8 GiB)."""
+    `test_subset` when the run monitors it; a pool's labeled pack, whole), each decoded straight to the run's
+    image size (as the stream is: decoding 2,000 images of a 320 px pack first at 320 px took a rank's peak RSS
+    to 2.8 GiB)."""
     fs, root, manifest = _open(cfg, manifest)
     where = cfg.data_dir or ""
     try:  # every image of it, even with skip_corrupt: the validation ids are positions in it
@@ -226,6 +223,9 @@ def eval_subset(cfg: DataSettings, plan: ShardPlan, manifest: Manifest | None = 
         test_x, test_y, skipped = read_rows(fs, root, where, test_rows, plan.image_size, skip_corrupt=cfg.skip_corrupt)
         if skipped:
             print(f"ssl-tune: skipped {skipped} corrupt test image(s) in {where} (skip_corrupt)", file=sys.stderr)
+    if not manifest.labeled and has_labeled_pack(fs, root):  # a streamed pool: its labeled set is small, read whole
+        held = read_labeled_pack(fs, root, where, plan.image_size)
+        return ImageData(x, None, None, None, held.num_classes, manifest.mean, manifest.std, *held.labeled)
     labels = y if manifest.num_classes > 0 else None
     return ImageData(x, labels, test_x, test_y, manifest.num_classes, manifest.mean, manifest.std)
 

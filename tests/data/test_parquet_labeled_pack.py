@@ -1,6 +1,6 @@
 """A Parquet pool with a labeled pack beside it (`POOL/labeled/`, both made by `write_dataset`): the pool trains
-unlabeled, the labeled pack is the labeled set of the kNN; a bad labeled pack is one line, and so is a pool that
-would stream (not supported yet)."""
+unlabeled, resident or streamed, and the labeled pack is the labeled set of the kNN; a bad labeled pack is one
+line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from ssl_tune.config import build_config
 from ssl_tune.data import ImageData, load_data
 from ssl_tune.data.parquet import write_dataset
-from ssl_tune.data.streaming import shard_plan
+from ssl_tune.data.streaming import eval_subset, shard_plan
 from ssl_tune.data.synthetic import generate
 from ssl_tune.engine.run import TrainingRun
 from ssl_tune.errors import UsageError
@@ -72,9 +72,20 @@ def test_an_unlabeled_pack_as_the_labeled_set_is_one_line(tmp_path):
         load_data("parquet", root)
 
 
-def test_a_streamed_pool_with_a_labeled_pack_is_refused(tmp_path):
+def test_a_streamed_pool_trains_and_the_knn_reads_the_labeled_pack(tmp_path, ray_local):
+    """The pool streams through Ray Data (the "2 million images and 5,000 labels" case); the labeled pack is read
+    whole, once, and is the kNN's bank and queries, as on the resident path."""
     root = pool_pack(tmp_path / "pack")
     cfg = build_config({"dataset": "parquet", "data_dir": str(root), "data_placement": "streamed_shards",
-                        "batch_size": 32, "monitor": "val"})  # fmt: skip
-    with pytest.raises(UsageError, match="a streamed pool cannot read yet"):
-        shard_plan(cfg)
+                        "batch_size": 32, "epochs": 1, "device": "cpu", "monitor": "val", "knn_k": 5,
+                        "method_params": small_params("simsiam")})  # fmt: skip
+    plan = shard_plan(cfg)
+    assert plan.num_train == POOL and plan.held_out == ()  # the pool: no validation queries held out of it
+    data = eval_subset(cfg, plan)
+    assert data.has_labeled_set and not data.labeled and len(data.labeled_labels) == 60
+    resident = load_data("parquet", root)
+    assert torch.equal(data.labeled_images, resident.labeled_images)
+    run = TrainingRun(cfg, data, torch.device("cpu"), stream=plan)
+    assert run.num_train == POOL and len(run.bank_labels) + len(run.query_labels) == 60
+    run.initial_metrics()
+    assert 0.0 <= run.train_epoch().val_knn_acc <= 1.0
