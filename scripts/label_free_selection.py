@@ -30,7 +30,7 @@ import yaml
 
 from ssl_tune.cli import main as cli
 from ssl_tune.data import ImageData, load_data
-from ssl_tune.engine.evaluate import _load, backbone_state, checkpoint_config, evaluate_checkpoint
+from ssl_tune.engine.evaluate import backbone_state, checkpoint_config, evaluate_checkpoint, read_checkpoint
 from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.methods import METHODS
 from ssl_tune.metrics import LABEL_FREE, VAL_KNN
@@ -133,7 +133,7 @@ def few_label_picks(trials: list[TrialRecord], data_dir: str, train_subset: int,
     plain = ViewGenerator([], data.mean, data.std).plain
     features = {}
     for t in trials:
-        state = _load(last_checkpoint(t))
+        state = read_checkpoint(last_checkpoint(t))
         cfg = checkpoint_config(state, data_dir)
         backbone = build_backbone(cfg.backbone, data.image_size)
         backbone.load_state_dict(backbone_state(state))

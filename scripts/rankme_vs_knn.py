@@ -102,7 +102,7 @@ def main() -> int:
     by_rankme = max(trials, key=lambda t: t.results[-1][RANKME])
 
     def test_knn(trial) -> float:  # at the last epoch, where both metrics were read (Ray keeps the latest)
-        return evaluate_checkpoint(Path(trial.results[-1]["checkpoint_path"]), args.data_dir, "cpu").test_knn_acc
+        return evaluate_checkpoint(Path(trial.checkpoint), args.data_dir, "cpu").test_knn_acc
 
     result = {
         "trials": len(trials),

@@ -79,7 +79,7 @@ def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: s
     """kNN and linear probe of the checkpoint at `path` (a file, or a Ray Train checkpoint folder; a path or a
     URI)."""
     start = time.perf_counter()
-    state = _load(path)
+    state = read_checkpoint(path)
     cfg = checkpoint_config(state, data_dir)
     data = load_run_data(cfg, with_test=True)
     dev = resolve_device(device)
@@ -148,7 +148,8 @@ def probe_with_validation(
     return linear_probe(train[tr], train_labels[tr], train[val], train_labels[val], test, test_labels, data.num_classes)
 
 
-def _load(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at `path` (a file, or a Ray Train checkpoint folder), or one line (UsageError)."""
     file = checkpoint_file(path)
     try:
         return load_checkpoint(file)
