@@ -457,7 +457,7 @@ def _bench_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"default {','.join(STRATEGIES)}")
     p.add_argument("--budget-trials", type=int, help="budget in whole trials (x the space's epochs)")
     p.add_argument("--budget-seconds", type=float, help="budget in trial-seconds (start-up, evaluation, training)")
-    p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3)")
+    p.add_argument("--seeds", type=int, help="confirm seeds per config (default: the preset's, 3; shifted: 5)")
     p.add_argument("--space", help="a search space instead of the preset's <method>.yaml")
     _add_set(p, "override a fixed setting of the space")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
