@@ -15,6 +15,8 @@ saturation and the random grey view then change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -23,7 +25,8 @@ STREAMED_GREY = "grayscale applies to a dataset loaded whole, not to streamed sh
 CHUNK = 4096  # images converted at a time: bounded float memory for any dataset size
 
 
-def _chunked(images: torch.Tensor, fn) -> torch.Tensor:
+def _chunked(images: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`fn` over float chunks of uint8 `images`, rounded back to uint8."""
     return torch.cat(
         [
             fn(images[i : i + CHUNK].float()).round_().clamp_(0, 255).to(torch.uint8)
