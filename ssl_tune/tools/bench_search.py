@@ -78,7 +78,7 @@ class Preset:
 
 
 PRESETS = {
-    # resnet_tiny, 5,000 CIFAR-10 images (1,000 for validation), 8 epochs: about 40 minutes per method on 2 cores
+    # resnet_tiny, 5,000 CIFAR-10 images (1,000 for validation), 8 epochs: 11 to 22 minutes per method on 2 cores
     "cpu": Preset("search_spaces/cpu", budget_trials=6, seeds=3),
     # as cpu, on the same images made grey and 16 px, where the CIFAR recipes' crops and colour jitter do not fit;
     # 5 seeds (t = 2.78, not 4.30 at 3): a 16 px run costs a fraction of a 32 px one

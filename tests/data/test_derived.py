@@ -13,8 +13,9 @@ from ssl_tune.cli import main
 from ssl_tune.config import build_config
 from ssl_tune.data import load_data
 from ssl_tune.data.derived import channel_stats
-from ssl_tune.data.training import open_training_data
+from ssl_tune.data.training import TrainingData, open_training_data
 from ssl_tune.errors import UsageError
+from ssl_tune.tune.worker import cached_run_data
 
 SUBSETS = {"train_subset": 600, "test_subset": 200}
 
@@ -91,3 +92,13 @@ def test_grey_is_refused_on_streamed_shards_in_one_line(tmp_path, capsys):
     )
     with pytest.raises(UsageError, match="grayscale applies to a dataset loaded whole"):
         open_training_data(cfg)
+
+
+def test_a_reused_trial_process_keeps_grey_and_colour_data_apart(cifar_dir):
+    """A sweep may search `grayscale`: a trial process's data cache must not hand one trial the other's images."""
+    base = {"dataset": "cifar10", "data_dir": str(cifar_dir), "image_size": 16, **SUBSETS}
+    colour = cached_run_data(build_config(base), TrainingData())
+    grey = cached_run_data(build_config({**base, "grayscale": True}), TrainingData())
+    assert not torch.equal(colour.train_images, grey.train_images)
+    assert (grey.train_images[:, 0] == grey.train_images[:, 2]).all()
+    assert cached_run_data(build_config(base), TrainingData()) is colour  # still cached, not reloaded
