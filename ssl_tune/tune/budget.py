@@ -45,7 +45,7 @@ class Budget(Stopper):
     @property
     def spent(self) -> int:
         """Epochs trained, summed over the trials."""
-        return sum(max(int(r.get(EPOCH, 0)) for r in rows) for rows in self._reports().values())
+        return sum(last_epoch(rows) for rows in self._reports().values())
 
     @property
     def spent_seconds(self) -> float:
@@ -57,7 +57,7 @@ class Budget(Stopper):
         fields = {k: result[k] for k in (EPOCH, STARTUP_KEY, TOTAL_KEY) if k in result}
         if not rows:
             rows.append(fields)
-        elif int(fields.get(EPOCH, 0)) >= max(int(r.get(EPOCH, 0)) for r in rows):
+        elif int(fields.get(EPOCH, 0)) >= last_epoch(rows):
             rows[1:] = [fields]  # the first report (its start-up) and the latest
         return False
 
@@ -67,6 +67,15 @@ class Budget(Stopper):
 
 
 EpochBudget = Budget  # the name a sweep pickled before trial-seconds were counted
+
+
+def last_epoch(rows: list[dict[str, Any]]) -> int:
+    """The last epoch a trial reported; 0 for a trial that started but has not reported yet.
+
+    >>> last_epoch([{"epoch": 0}, {"epoch": 2}]), last_epoch([])
+    (2, 0)
+    """
+    return max((int(r.get(EPOCH, 0)) for r in rows), default=0)
 
 
 def spent_reports(sweep_dir: str) -> dict[str, list[dict[str, Any]]]:

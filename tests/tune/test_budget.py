@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import optuna
+import yaml
 
 from ssl_tune.tune.budget import Budget
+from ssl_tune.tune.results import SWEEP_FILE
 from ssl_tune.tune.searcher import optuna_sampler
-from ssl_tune.tune.space import SweepSettings
+from ssl_tune.tune.space import SearchSpace, SweepSettings
+from tests.helpers import TINY_FIXED
 
 
 def test_budget_counts_each_trials_last_epoch_and_stops_all_at_the_budget(tmp_path):
@@ -26,6 +30,21 @@ def test_budget_counts_each_trials_last_epoch_and_stops_all_at_the_budget(tmp_pa
     # pickled with Tune's experiment state: it recounts from the sweep's files on restore, not from memory
     restored = pickle.loads(pickle.dumps(budget))
     assert restored.budget_epochs == 5 and restored.spent == 0
+
+
+def test_a_restored_budget_counts_a_trial_that_started_but_never_reported_as_nothing_spent(tmp_path):
+    """A sweep stopped (or read) while a trial has its folder but no report yet: that trial has spent nothing."""
+    lr = {"lr": {"type": "uniform", "low": 0.1, "high": 1.0}}
+    space = SearchSpace.model_validate({"fixed": TINY_FIXED, "params": lr})
+    (tmp_path / SWEEP_FILE).write_text(yaml.safe_dump({"space": space.model_dump(mode="json"), "name": "s"}))
+    for trial_id, rows in {"a": [{"epoch": 0}, {"epoch": 1, "time_total_s": 2.0}], "b": []}.items():
+        (tmp_path / f"trial-{trial_id}").mkdir()
+        (tmp_path / f"trial-{trial_id}" / "params.json").write_text(json.dumps({"lr": 0.5}))
+        (tmp_path / f"trial-{trial_id}" / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    budget = Budget(4, None, str(tmp_path))
+    assert (budget.spent, budget.spent_seconds, budget.stop_all()) == (1, 2.0, False)
+    budget("b", {"epoch": 0})  # its first report arrives
+    assert budget.spent == 1
 
 
 def test_budget_in_trial_seconds_counts_start_up_evaluation_and_training(tmp_path):
