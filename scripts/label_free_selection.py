@@ -1,7 +1,8 @@
 """How well does each label-free metric pick a config, against the validation kNN? (docs: issue 28)
 
     python scripts/label_free_selection.py --data-dir ../shared/datasets [--out runs/label_free] \
-        [--methods simsiam simclr byol] [--trials 6] [--epochs 4] [--train-subset 5000] [--cost | --cost-only]
+        [--methods simsiam simclr byol] [--trials 6] [--epochs 4] [--train-subset 5000] [--confirm-seeds 3] \
+        [--cost | --cost-only]
 
 Per method, one real sweep on a CIFAR-10 subset (resnet_tiny) whose trials all run to the end (no early stopping),
 each reporting its validation kNN accuracy and the three label-free metrics (rankme, lidar, alpha_req) at every
@@ -10,6 +11,9 @@ epoch, so the same trials serve every metric. From the last epoch of each trial 
 - Kendall's tau-b between each label-free metric and the validation kNN, across the trials;
 - the selection regret of each metric: the test-split kNN (`ssl-tune eval`: k=200, the whole train split as the
   bank) of the trial the metric picks minus that of the trial the validation kNN picks (0: the same pick);
+- where a metric picks another trial than the validation kNN, the regret confirmed: both trials' configs retrained
+  with `--confirm-seeds` fresh seeds each, as `ssl-tune confirm` retrains (`retrain_config`: the whole subset,
+  test kNN), and the per-seed differences' mean with its 95 % paired t interval;
 - the few-label path: for 1,000 and 5,000 labels (CIFAR-10 train images SSL never saw, `--draws` seeded draws),
   split as a pool's labeled set is (`ImageData.labeled_splits`: half bank, half queries, stratified), the kNN on
   that split picks a trial; how often it picks the validation kNN's trial, and the mean regret in test kNN;
@@ -28,6 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ssl_tune.api import train
 from ssl_tune.cli import main as cli
 from ssl_tune.data import ImageData, load_data
 from ssl_tune.engine.evaluate import backbone_state, checkpoint_config, evaluate_checkpoint, read_checkpoint
@@ -35,8 +40,10 @@ from ssl_tune.engine.knn import extract_features, knn_accuracy
 from ssl_tune.methods import METHODS
 from ssl_tune.metrics import LABEL_FREE, VAL_KNN
 from ssl_tune.models.backbones import build_backbone
+from ssl_tune.stats import paired_difference
 from ssl_tune.tools.bench_search import kendall_tau
-from ssl_tune.tune.results import TrialRecord, load_sweep
+from ssl_tune.tune.confirm import retrain_config
+from ssl_tune.tune.results import SweepRecord, TrialRecord, load_sweep
 from ssl_tune.views import ViewGenerator
 
 HEADS = {"proj_hidden_dim": 512, "proj_output_dim": 256, "pred_hidden_dim": 128}
@@ -121,6 +128,42 @@ def selection(trials: list[TrialRecord], data_dir: str) -> dict:
     return out
 
 
+def confirmed_test_knn(sweep: SweepRecord, trial_id: str, seeds: int, folder: Path) -> list[float]:
+    """The test kNN of trial `trial_id`'s config retrained with `seeds` fresh seeds (seed order), as confirm runs it;
+    each run's result is kept in `folder` (<trial>-<seed>.json), so a rerun of the script resumes."""
+    trial = next(t for t in sweep.trials if t.trial_id == trial_id)
+    cfg = sweep.space.train_config(trial.params, sweep.data_dir).to_yaml_dict()
+    accuracies = []
+    for index in range(seeds):
+        run_cfg = retrain_config(cfg, index, int(cfg["epochs"]))
+        done = folder / f"{trial_id}-{run_cfg.seed}.json"
+        if not done.exists():
+            run_dir = folder / f"{trial_id}-{run_cfg.seed}"
+            final = train(run_cfg, out=run_dir, force=True, progress_bar=False).final
+            done.write_text(json.dumps({"test_knn_acc": final.test_knn_acc}))
+            for checkpoint in run_dir.rglob("*.pt"):  # only the number is kept
+                checkpoint.unlink()
+        accuracies.append(float(json.loads(done.read_text())["test_knn_acc"]))
+    return accuracies
+
+
+def confirm_regrets(sweep: SweepRecord, chosen: dict, seeds: int, folder: Path) -> None:
+    """Adds to each metric whose pick differs from the validation kNN's the confirmed regret (in `chosen`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    knn_pick = chosen["knn_pick"]["trial"]
+    confirmed: dict[str, list[float]] = {}
+    for picked in chosen["metrics"].values():
+        if picked["same_pick"] or seeds < 1:
+            continue
+        for trial_id in (knn_pick, picked["pick"]):
+            if trial_id not in confirmed:
+                confirmed[trial_id] = confirmed_test_knn(sweep, trial_id, seeds, folder)
+        gap = paired_difference(confirmed[picked["pick"]], confirmed[knn_pick])
+        picked["confirmed_regret"] = {"differences": gap.differences, "mean": gap.mean, "low": gap.low,
+                                      "high": gap.high, "verdict": gap.verdict}  # fmt: skip
+    chosen["confirmed_test_knn"] = confirmed
+
+
 FEW_LABELS = (1000, 5000)
 UNSEEN = 10_000  # the labeled images are drawn from the CIFAR-10 train images after the SSL subset
 
@@ -167,6 +210,7 @@ def main() -> int:
     parser.add_argument("--lidar-images", type=int, default=1000)
     parser.add_argument("--lidar-views", type=int, default=10)
     parser.add_argument("--draws", type=int, default=5, help="few-label path: seeded draws of the labeled set")
+    parser.add_argument("--confirm-seeds", type=int, default=3, help="seeds per differing pick's retrain (0: none)")
     parser.add_argument("--cost", action="store_true", help="also time each metric against a full-split epoch")
     parser.add_argument("--cost-only", action="store_true", help="only the timing (no sweeps)")
     args = parser.parse_args()
@@ -187,6 +231,7 @@ def main() -> int:
         trials = [t for t in sweep.trials if t.status.finished_normally and t.results]
         chosen = selection(trials, args.data_dir)
         knn_pick, test_knn = chosen["knn_pick"]["trial"], chosen.pop("test_knn")
+        confirm_regrets(sweep, chosen, args.confirm_seeds, args.out / "confirm" / method)
         few = few_label_picks(trials, args.data_dir, args.train_subset, args.draws)
         chosen["few_labels"] = {
             budget: {

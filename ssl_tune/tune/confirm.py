@@ -88,12 +88,16 @@ def plan_runs(sweep: SweepRecord, top: int, seeds: int, epochs: int | None, with
             method = {"method": sweep.space.method_choices()[0]}  # as the sweep's try_default trial ran it
             cfg = build_config(sweep.space.base_layer(sweep.data_dir), method).to_yaml_dict()
         for i in range(seeds):
-            seed = int(cfg["seed"]) + 1 + i  # fresh: no trial of the sweep used it
-            final = build_config(
-                cfg, {"monitor": "test", **dict.fromkeys(LABEL_FREE, False), "seed": seed, "epochs": length}
-            )
-            runs.append(ConfirmRun(label, seed, dict(params), final.to_yaml_dict()))
+            final = retrain_config(cfg, i, length)
+            runs.append(ConfirmRun(label, final.seed, dict(params), final.to_yaml_dict()))
     return runs
+
+
+def retrain_config(cfg: dict[str, Any], index: int, epochs: int) -> TrainConfig:
+    """Confirm run `index` of a config: the fresh seed `cfg`'s seed + 1 + index (no sweep trial used it), `epochs`
+    long, measured on the test split (the whole train split trains), label-free metrics off."""
+    fresh = {"monitor": "test", **dict.fromkeys(LABEL_FREE, False), "seed": int(cfg["seed"]) + 1 + index}
+    return build_config(cfg, fresh | {"epochs": epochs})
 
 
 def run_confirm(request: ConfirmRequest) -> ConfirmResult:
