@@ -8,7 +8,8 @@ Per method, one real sweep on a CIFAR-10 subset (resnet_tiny) whose trials all r
 each reporting its validation kNN accuracy and the three label-free metrics (rankme, lidar, alpha_req) at every
 epoch, so the same trials serve every metric. From the last epoch of each trial it prints and writes (JSON):
 
-- Kendall's tau-b between each label-free metric and the validation kNN, across the trials;
+- Kendall's tau-b between each label-free metric and the validation kNN, across the trials, with its two-sided
+  permutation p-value (does the metric order the trials as the kNN does at all?);
 - the selection regret of each metric: the test-split kNN (`ssl-tune eval`: k=200, the whole train split as the
   bank) of the trial the metric picks minus that of the trial the validation kNN picks (0: the same pick);
 - where a metric picks another trial than the validation kNN, the regret confirmed: both trials' configs retrained
@@ -91,6 +92,22 @@ def label_free_cost(data_dir: str, space: dict) -> dict[str, float]:
     return cost
 
 
+def tau_p_value(x: list[float], y: list[float], shuffles: int = 10_000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of Kendall's tau between x and y: the share of seeded shuffles of y whose |tau|
+    reaches the observed one (the observed order counted once).
+
+    >>> tau_p_value([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]) < 0.001
+    True
+    """
+    observed = abs(kendall_tau(x, y))
+    generator = torch.Generator().manual_seed(seed)
+    reached = sum(
+        abs(kendall_tau(x, [y[i] for i in torch.randperm(len(y), generator=generator).tolist()])) >= observed - 1e-12
+        for _ in range(shuffles)
+    )
+    return (reached + 1) / (shuffles + 1)
+
+
 def last_checkpoint(trial: TrialRecord) -> Path:
     """The checkpoint of the trial's last epoch, where every metric was read (Ray keeps the latest)."""
     return Path(trial.trial_dir) / trial.results[-1]["checkpoint_dir_name"]
@@ -116,6 +133,7 @@ def selection(trials: list[TrialRecord], data_dir: str) -> dict:
         pick = max(trials, key=lambda t: float(last[t.trial_id][name])).trial_id
         out["metrics"][name] = {
             "kendall_tau_vs_val_knn": kendall_tau(values, knn),
+            "kendall_tau_p_value": tau_p_value(values, knn),
             "pick": pick,
             "same_pick": pick == knn_pick,
             "regret_test_knn": test_of(pick) - test_of(knn_pick),
