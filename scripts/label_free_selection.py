@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -237,8 +238,11 @@ def main() -> int:
     for method in [] if args.cost_only else args.methods:
         space = space_for(method, args)
         space_file = args.out / f"{method}.yaml"
-        space_file.write_text(yaml.safe_dump(space))
         store, name = args.out / "store", f"label_free_{method}"
+        if (store / name).exists() and space_file.exists() and space_file.read_text() != yaml.safe_dump(space):
+            print(f"{args.out} holds a {method} sweep of other settings: pass another --out", file=sys.stderr)
+            return 2  # a rerun resumes that sweep; other settings would silently reuse its trials
+        space_file.write_text(yaml.safe_dump(space))
         start = time.perf_counter()
         if not (store / name).exists():
             code = cli(["sweep", "--space", str(space_file), "--storage", str(store), "--name", name,

@@ -19,7 +19,7 @@ from ray.tune import Stopper
 
 from ssl_tune.errors import UsageError
 from ssl_tune.metrics import EPOCH
-from ssl_tune.tune.results import STARTUP_KEY, TOTAL_KEY, load_sweep, trial_seconds
+from ssl_tune.tune.results import STARTUP_KEY, TOTAL_KEY, last_epoch, load_sweep, trial_seconds
 
 
 class Budget(Stopper):
@@ -67,15 +67,6 @@ class Budget(Stopper):
 
 
 EpochBudget = Budget  # the name a sweep pickled before trial-seconds were counted
-
-
-def last_epoch(rows: list[dict[str, Any]]) -> int:
-    """The last epoch a trial reported; 0 for a trial that started but has not reported yet.
-
-    >>> last_epoch([{"epoch": 0}, {"epoch": 2}]), last_epoch([])
-    (2, 0)
-    """
-    return max((int(r.get(EPOCH, 0)) for r in rows), default=0)
 
 
 def spent_reports(sweep_dir: str) -> dict[str, list[dict[str, Any]]]:

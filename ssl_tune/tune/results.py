@@ -52,7 +52,7 @@ class TrialRecord:
 
     @property
     def epochs_run(self) -> int:
-        return max((int(r.get("epoch", 0)) for r in self.results), default=0)
+        return last_epoch(self.results)
 
     def peak(self) -> tuple[int, float]:
         """The trained epoch with the highest selection metric, and that value (shown beside the trial's value;
@@ -206,6 +206,15 @@ def binomial_error(accuracy: float, images: int | None) -> float | None:
     if not images:
         return None
     return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+def last_epoch(rows: list[dict[str, Any]]) -> int:
+    """The last epoch a trial reported (rows: its reports); 0 for a trial that started but has not reported yet.
+
+    >>> last_epoch([{"epoch": 0}, {"epoch": 2}]), last_epoch([])
+    (2, 0)
+    """
+    return max((int(r.get(EPOCH, 0)) for r in rows), default=0)
 
 
 def trial_seconds(rows: list[dict[str, Any]]) -> float:
